@@ -1,0 +1,90 @@
+//! Where the token comes from: the `Authorization: Bearer` header.
+//!
+//! Owns the syntax of RFC 6750 §2.1: one `Authorization` header, the scheme
+//! `Bearer` (case-insensitive), exactly one space, then a b64token. Anything
+//! else is a malformed credential, never "no credential": a client that sent
+//! something is not treated as anonymous. (Cookie mode adds a second source
+//! in the token-service work; a request with a header never falls back.)
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+
+use super::verify::TokenError;
+
+/// The bearer token, `None` when no `Authorization` header was sent.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, TokenError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(TokenError::Malformed("more than one Authorization header"));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| TokenError::Malformed("non-ASCII Authorization header"))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or(TokenError::Malformed("no Bearer scheme"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(TokenError::Malformed("not a Bearer credential"));
+    }
+    if !is_b64token(token) {
+        return Err(TokenError::Malformed(
+            "bearer token has characters outside b64token",
+        ));
+    }
+    Ok(Some(token))
+}
+
+/// RFC 6750 §2.1: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn extract(values: &[&[u8]]) -> Result<Option<String>, ()> {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append(AUTHORIZATION, http::HeaderValue::from_bytes(v).unwrap());
+        }
+        bearer_token(&headers)
+            .map(|t| t.map(str::to_owned))
+            .map_err(|_| ())
+    }
+
+    #[test]
+    fn accepts_only_one_well_formed_bearer() {
+        assert_eq!(extract(&[]), Ok(None));
+        assert_eq!(extract(&[b"Bearer a.b.c"]), Ok(Some("a.b.c".into())));
+        assert_eq!(extract(&[b"bearer a.b.c"]), Ok(Some("a.b.c".into())));
+        assert_eq!(extract(&[b"BEARER a.b-c_d"]), Ok(Some("a.b-c_d".into())));
+        for bad in [
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Bearer  a.b.c",
+            b"Bearer a b",
+            b"Bearer,a.b.c",
+            b"Basic dXNlcjpwYXNz",
+            b"Bearer a.b.c ",
+            b"Bearer \ta.b.c",
+            b"Bearer a.b.c\xff",
+            b"Bearer =",
+        ] {
+            assert_eq!(
+                extract(&[bad]),
+                Err(()),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(extract(&[b"Bearer a.b.c", b"Bearer a.b.c"]), Err(()));
+    }
+}

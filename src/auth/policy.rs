@@ -1,0 +1,100 @@
+//! Authorization: may this caller use this route?
+//!
+//! Owns the route's rule (`roles`, any one of them) and the `Authorized`
+//! value. Forwarding takes an `Authorized`, and only `authorize` can build
+//! one, so no code path reaches the upstream without passing policy.
+
+use super::{AuthError, Identity};
+use crate::config::{AuthMode, Route};
+
+/// Proof that policy allowed this request; the only way to forward.
+#[derive(Debug)]
+pub struct Authorized {
+    identity: Option<Identity>,
+}
+
+impl Authorized {
+    /// The verified caller; `None` on `auth = "none"` routes and anonymous `optional` requests.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+}
+
+pub fn authorize(route: &Route, identity: Option<Identity>) -> Result<Authorized, AuthError> {
+    match (&identity, route.auth) {
+        (None, AuthMode::Required) => return Err(AuthError::MissingToken),
+        (Some(_), AuthMode::None) => {
+            // `authenticate` never verifies on these routes; refuse rather than forward an identity.
+            return Err(AuthError::InsufficientRole);
+        }
+        _ => {}
+    }
+    if !route.roles.is_empty() {
+        let has_role = identity
+            .as_ref()
+            .is_some_and(|id| id.roles.iter().any(|r| route.roles.contains(r)));
+        if !has_role {
+            return Err(AuthError::InsufficientRole);
+        }
+    }
+    Ok(Authorized { identity })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn route(extra: &str) -> Route {
+        let src = format!(
+            "[server]\nhttp = \"127.0.0.1:0\"\n[[tokens.keys]]\nkid = \"k\"\nalgorithm = \"HS256\"\nsecret = \"{}\"\n[[route]]\npath = \"/\"\nupstream = \"builtin:echo\"\n{extra}",
+            "s".repeat(32)
+        );
+        Config::from_str(&src, Path::new("t.toml"))
+            .unwrap()
+            .routes
+            .remove(0)
+    }
+
+    fn caller(roles: &[&str]) -> Option<Identity> {
+        Some(Identity {
+            sub: "alice".into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            jti: "j".into(),
+            expires_at: u64::MAX,
+            claims: Default::default(),
+        })
+    }
+
+    #[test]
+    fn roles_are_any_of_and_exact() {
+        let admin = route("roles = [\"admin\", \"ops\"]");
+        assert!(authorize(&admin, caller(&["ops"])).is_ok());
+        assert!(authorize(&admin, caller(&["user", "admin"])).is_ok());
+        for roles in [&[][..], &["user"], &["ADMIN"], &["admin "], &["user,admin"]] {
+            assert!(
+                matches!(
+                    authorize(&admin, caller(roles)),
+                    Err(AuthError::InsufficientRole)
+                ),
+                "{roles:?}"
+            );
+        }
+        assert!(matches!(
+            authorize(&admin, None),
+            Err(AuthError::MissingToken)
+        ));
+    }
+
+    #[test]
+    fn auth_modes() {
+        assert!(authorize(&route(""), caller(&[])).is_ok());
+        assert!(matches!(
+            authorize(&route(""), None),
+            Err(AuthError::MissingToken)
+        ));
+        assert!(authorize(&route("auth = \"optional\""), None).is_ok());
+        assert!(authorize(&route("auth = \"none\""), None).is_ok());
+    }
+}

@@ -1,0 +1,250 @@
+//! Token verification: from a compact JWS to a verified `Identity`.
+//!
+//! Owns every check of SPEC §3 step 5, cheapest first: size (before any
+//! parsing), framing and base64url, the header (no `crit`, no `b64`, no
+//! embedded or remote keys, `typ: at+jwt`), the key by `kid` with its one
+//! pinned algorithm, then the signature and the registered claims through
+//! jsonwebtoken with every validation flag set explicitly, then the claim
+//! types jsonwebtoken is lenient about (`iss` must be a string, `iat` not in
+//! the future, `roles` an array of strings). It never fetches anything and
+//! never tries a second key.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::{Map, Value};
+
+use super::keys::{KeySet, VerifyKey};
+use crate::config::Tokens;
+
+/// Tokens longer than this are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Longest `jti` accepted: it becomes a store key.
+const MAX_JTI_BYTES: usize = 256;
+
+/// Why a token was refused. The detail is for logs; clients see only the
+/// spec's code (`invalid_token`, `token_expired`, `token_not_yet_valid`).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token longer than {MAX_TOKEN_BYTES} bytes")]
+    TooLarge,
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    #[error("refused header: {0}")]
+    Header(&'static str),
+    #[error("no key for this token's kid")]
+    UnknownKey,
+    #[error("header alg is not the key's algorithm")]
+    AlgorithmMismatch,
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("refused claims: {0}")]
+    Claims(&'static str),
+    #[error("verification failed")]
+    Verification(#[source] jsonwebtoken::errors::Error),
+}
+
+/// A caller whose token verified.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub sub: String,
+    pub roles: Vec<String>,
+    pub jti: String,
+    /// `exp`, seconds since the epoch.
+    pub expires_at: u64,
+    /// Every claim, as verified.
+    pub claims: Map<String, Value>,
+}
+
+struct KeyCheck {
+    key: Arc<VerifyKey>,
+    validation: Validation,
+}
+
+pub struct Verifier {
+    keys: HashMap<String, KeyCheck>,
+    sole: Option<String>,
+    issuer: String,
+    audience: Vec<String>,
+    leeway: u64,
+}
+
+impl Verifier {
+    pub fn new(tokens: &Tokens, keys: &KeySet) -> Verifier {
+        let leeway = tokens.leeway.as_secs();
+        let mut checks = HashMap::new();
+        for spec in &tokens.keys {
+            let Some(key) = keys.get(&spec.kid) else {
+                continue;
+            };
+            // Every flag set explicitly: jsonwebtoken's defaults require only
+            // `exp`, skip `nbf` and allow a leeway of 60 s.
+            let mut validation = Validation::new(key.algorithm);
+            validation.algorithms = vec![key.algorithm];
+            validation.leeway = leeway;
+            validation.reject_tokens_expiring_in_less_than = 0;
+            validation.validate_exp = true;
+            validation.validate_nbf = true;
+            validation.validate_aud = true;
+            validation.set_audience(&tokens.audience);
+            validation.set_issuer(&[&tokens.issuer]);
+            validation.sub = None;
+            validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+            checks.insert(
+                spec.kid.clone(),
+                KeyCheck {
+                    key: key.clone(),
+                    validation,
+                },
+            );
+        }
+        Verifier {
+            sole: keys.sole().map(|k| k.kid.clone()),
+            keys: checks,
+            issuer: tokens.issuer.clone(),
+            audience: tokens.audience.clone(),
+            leeway,
+        }
+    }
+
+    /// Verifies one of our own access tokens.
+    pub fn verify(&self, token: &str) -> Result<Identity, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge);
+        }
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed("not three dot-separated parts"));
+        };
+        if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
+            return Err(TokenError::Malformed("empty part"));
+        }
+        let header_json = URL_SAFE_NO_PAD
+            .decode(header_b64)
+            .map_err(|_| TokenError::Malformed("header is not base64url"))?;
+        let header: Map<String, Value> = serde_json::from_slice(&header_json)
+            .map_err(|_| TokenError::Malformed("header is not a JSON object"))?;
+        let check = self.key_for(&header)?;
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(
+            token,
+            &check.key.decoding,
+            &check.validation,
+        )
+        .map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => TokenError::Expired,
+            ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+            _ => TokenError::Verification(e),
+        })?
+        .claims;
+        self.identity(claims, jsonwebtoken::get_current_timestamp())
+    }
+
+    /// Header checks, then the key: `kid` picks it, `alg` must be its algorithm.
+    fn key_for(&self, header: &Map<String, Value>) -> Result<&KeyCheck, TokenError> {
+        // RFC 7515 §4.1.11: we understand no extension, so any `crit` is refused.
+        if header.contains_key("crit") {
+            return Err(TokenError::Header("crit"));
+        }
+        if header.contains_key("b64") {
+            return Err(TokenError::Header("b64"));
+        }
+        for remote in ["jku", "jwk", "x5u", "x5c"] {
+            if header.contains_key(remote) {
+                return Err(TokenError::Header("embedded or remote key reference"));
+            }
+        }
+        if header.contains_key("enc") || header.contains_key("zip") {
+            return Err(TokenError::Header("JWE"));
+        }
+        // RFC 9068 §2.1: own access tokens are typed; media types compare case-insensitively.
+        match header.get("typ").and_then(Value::as_str) {
+            Some(t)
+                if t.eq_ignore_ascii_case("at+jwt")
+                    || t.eq_ignore_ascii_case("application/at+jwt") => {}
+            _ => return Err(TokenError::Header("typ is not at+jwt")),
+        }
+        let alg = match header
+            .get("alg")
+            .and_then(Value::as_str)
+            .map(Algorithm::from_str)
+        {
+            Some(Ok(a)) => a,
+            _ => return Err(TokenError::Header("alg missing or not supported")),
+        };
+        let kid = match header.get("kid") {
+            Some(Value::String(k)) => k.as_str(),
+            Some(_) => return Err(TokenError::Header("kid is not a string")),
+            // Without `kid` only a single configured key may be used.
+            None => self.sole.as_deref().ok_or(TokenError::UnknownKey)?,
+        };
+        let check = self.keys.get(kid).ok_or(TokenError::UnknownKey)?;
+        if check.key.algorithm != alg {
+            return Err(TokenError::AlgorithmMismatch);
+        }
+        Ok(check)
+    }
+
+    /// Type checks jsonwebtoken does not make, then the identity.
+    fn identity(&self, claims: Map<String, Value>, now: u64) -> Result<Identity, TokenError> {
+        let string = |name: &'static str| match claims.get(name) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            _ => Err(TokenError::Claims(name)),
+        };
+        let numeric_date = |name: &'static str| match claims.get(name).and_then(Value::as_f64) {
+            Some(n) if n.is_finite() && n >= 0.0 => Ok(n as u64),
+            _ => Err(TokenError::Claims(name)),
+        };
+        if string("iss")? != self.issuer {
+            return Err(TokenError::Claims("iss"));
+        }
+        let audience_ok = match claims.get("aud") {
+            Some(Value::String(a)) => self.audience.contains(a),
+            Some(Value::Array(list)) => {
+                list.iter().all(Value::is_string)
+                    && list
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .any(|a| self.audience.iter().any(|x| x == a))
+            }
+            _ => false,
+        };
+        if !audience_ok {
+            return Err(TokenError::Claims("aud"));
+        }
+        let sub = string("sub")?;
+        let jti = string("jti")?;
+        if jti.len() > MAX_JTI_BYTES {
+            return Err(TokenError::Claims("jti"));
+        }
+        let expires_at = numeric_date("exp")?;
+        numeric_date("nbf")?;
+        if numeric_date("iat")? > now.saturating_add(self.leeway) {
+            return Err(TokenError::Claims("iat is in the future"));
+        }
+        let roles = match claims.get("roles") {
+            None => Vec::new(),
+            Some(Value::Array(list)) => list
+                .iter()
+                .map(|r| r.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or(TokenError::Claims("roles is not an array of strings"))?,
+            Some(_) => return Err(TokenError::Claims("roles is not an array of strings")),
+        };
+        Ok(Identity {
+            sub,
+            roles,
+            jti,
+            expires_at,
+            claims,
+        })
+    }
+}

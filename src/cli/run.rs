@@ -1,0 +1,56 @@
+//! `authgate run`: serve until SIGTERM/SIGINT, then drain.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use authgate::Gateway;
+use authgate::auth::keys::LoadMode;
+
+pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = authgate::config::load(config_path).map_err(super::ConfigFailure)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.server.workers)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async move {
+        let state = authgate::State::build(config, LoadMode::Run).map_err(super::ConfigFailure)?;
+        let gateway = Gateway::start(state).await?;
+        tracing::info!(config = %config_path.display(), "authgate ready");
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining connections (a second signal exits at once)");
+        tokio::select! {
+            drained = gateway.shutdown() => {
+                tracing::info!(drained, "stopped");
+                Ok(ExitCode::SUCCESS)
+            }
+            () = shutdown_signal() => {
+                tracing::warn!("second signal: exiting without waiting");
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,282 @@
+//! The gateway's configuration: typed, validated values.
+//!
+//! Owns the two-stage load: `raw.rs` reads the file's shape, `validate.rs`
+//! turns it into the types below and reports every problem at once as
+//! `FILE:LINE:COL: message`. Nothing here binds a port, reads a key file or
+//! touches the network; key material and certificates are loaded by the
+//! state built from this (`crate::state`), with the locations kept here.
+
+mod diagnostic;
+mod duration;
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use diagnostic::{ConfigErrors, Diagnostic, Location, SourceMap};
+pub use duration::{format_duration, parse_duration};
+pub use jsonwebtoken::Algorithm;
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let src = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![Diagnostic {
+            location: Location {
+                file: path.into(),
+                line: 1,
+                column: 1,
+            },
+            message: format!("cannot read config file: {e}"),
+        }])
+    })?;
+    Config::from_str(&src, path)
+}
+
+impl Config {
+    /// Validates config text; `path` names it in errors and anchors relative paths.
+    pub fn from_str(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
+        let map = SourceMap::new(path, src);
+        let (raw, errors) = raw::parse(src);
+        let mut diagnostics: Vec<Diagnostic> = errors
+            .into_iter()
+            .map(|(span, msg)| map.diagnostic(span, msg))
+            .collect();
+        let config = validate::validate(raw, &map, &mut diagnostics);
+        if diagnostics.is_empty() {
+            Ok(config)
+        } else {
+            diagnostics.sort_by_key(|d| (d.location.line, d.location.column));
+            diagnostics.dedup();
+            Err(ConfigErrors(diagnostics))
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from.
+    pub source: PathBuf,
+    pub server: Server,
+    pub tokens: Tokens,
+    pub store: Store,
+    pub login: Login,
+    pub headers: Headers,
+    /// In file order; the router decides precedence.
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub http: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    /// Request threads; already resolved from `0` to the CPUs available.
+    pub workers: usize,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub tls: Option<Tls>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Generate a self-signed pair at startup when the files are missing (dev only).
+    pub self_signed: bool,
+    pub location: Location,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            upstream_connect_timeout: Duration::from_secs(2),
+            upstream_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub issuer: String,
+    pub audience: Vec<String>,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub leeway: Duration,
+    /// The kid that signs new tokens, if any key can sign.
+    pub signing_key: Option<String>,
+    pub verify_cache: usize,
+    pub keys: Vec<KeySpec>,
+    pub trusted: Vec<TrustedIssuer>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeySpec {
+    pub kid: String,
+    pub algorithm: Algorithm,
+    pub source: KeySource,
+    pub location: Location,
+}
+
+/// Where a key's material comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// HMAC secret (HS*).
+    Secret(SecretSource),
+    /// An asymmetric private key, PEM (PKCS#8, or PKCS#1/SEC1); it can sign and verify.
+    Private {
+        source: SecretSource,
+        generate_if_missing: bool,
+    },
+    /// An asymmetric public key, PEM: verify-only (rotated out of signing).
+    Public { path: PathBuf },
+}
+
+#[derive(Clone)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+    /// Accepted for HMAC secrets with a startup warning; never printed.
+    Inline(String),
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::File(p) => write!(f, "File({})", p.display()),
+            SecretSource::Env(name) => write!(f, "Env({name})"),
+            SecretSource::Inline(_) => f.write_str("Inline(<redacted>)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TrustedIssuer {
+    pub issuer: String,
+    pub jwks_url: http::Uri,
+    pub audience: Vec<String>,
+    /// Dotted path to the roles claim, split into segments.
+    pub roles_claim: Vec<String>,
+    pub ca_file: Option<PathBuf>,
+    pub location: Location,
+}
+
+#[derive(Debug, Clone)]
+pub enum Store {
+    Embedded {
+        path: PathBuf,
+    },
+    Redis {
+        url: SecretSource,
+        key_prefix: String,
+        on_unavailable: OnUnavailable,
+        max_staleness: Duration,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnavailable {
+    Deny,
+    Allow,
+}
+
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub enabled: bool,
+    pub path_prefix: String,
+    pub registration: bool,
+    pub default_roles: Vec<String>,
+    pub admin_role: String,
+    pub users_file: Option<PathBuf>,
+    pub cookies: bool,
+    pub min_password_length: usize,
+    pub max_attempts: u32,
+    pub attempt_window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Headers {
+    pub user: http::HeaderName,
+    pub roles: http::HeaderName,
+    /// Claim name -> header name, in name order.
+    pub claims: Vec<(String, http::HeaderName)>,
+    /// Lowercase; empty means no prefix is stripped (the identity headers still are).
+    pub strip_prefix: String,
+    pub forward_token: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// No token is looked at; forwarded without identity.
+    None,
+    /// No token: forwarded without identity. A token that fails: 401, never anonymous.
+    Optional,
+    Required,
+}
+
+impl fmt::Display for AuthMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AuthMode::None => "none",
+            AuthMode::Optional => "optional",
+            AuthMode::Required => "required",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    /// Answers with the request it received, as JSON.
+    Echo,
+    /// `http://host:port` with an optional base path (no trailing `/`).
+    Http {
+        authority: http::uri::Authority,
+        base_path: String,
+    },
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Upstream::Echo => f.write_str("builtin:echo"),
+            Upstream::Http {
+                authority,
+                base_path,
+            } => write!(f, "http://{authority}{base_path}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Normalized, without a trailing `/` (except the root route `/`).
+    pub path: String,
+    /// Lowercase host name, without port.
+    pub host: Option<String>,
+    pub methods: Option<Vec<http::Method>>,
+    pub upstream: Upstream,
+    pub auth: AuthMode,
+    pub roles: Vec<String>,
+    pub strip_prefix: bool,
+    pub location: Location,
+}

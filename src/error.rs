@@ -1,0 +1,195 @@
+//! The one place errors become responses (SPEC §5).
+//!
+//! Every failure a request can meet is a `GatewayError`; `into_response`
+//! maps it to a status, the fixed JSON body `{"error","message"}` and, for
+//! 401 and 403, an RFC 6750 `WWW-Authenticate`. The match is exhaustive
+//! with no wildcard, so a new error cannot slip out without a decided
+//! answer. Clients get the fixed text; the cause chain goes to the log.
+
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::auth::{AuthError, TokenError};
+use crate::body::{self, Body};
+use crate::proxy::client::UpstreamError;
+use crate::router::RouteError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("request headers exceed the configured limits")]
+    HeadersTooLarge,
+    #[error("request body exceeds the limit")]
+    PayloadTooLarge,
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("draining")]
+    Draining,
+}
+
+/// What the client is told.
+struct Answer {
+    status: StatusCode,
+    code: &'static str,
+    message: &'static str,
+    /// RFC 6750 §3 `error` attribute; `None` with `Some(status 401)` means "no credentials" (no attribute).
+    bearer_error: Option<&'static str>,
+}
+
+impl GatewayError {
+    /// The spec's error code, for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        self.answer().code
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.answer().status
+    }
+
+    fn answer(&self) -> Answer {
+        use StatusCode as S;
+        let a = |status, code, message| Answer {
+            status,
+            code,
+            message,
+            bearer_error: None,
+        };
+        let bearer = |status, code, message, error| Answer {
+            status,
+            code,
+            message,
+            bearer_error: Some(error),
+        };
+        match self {
+            GatewayError::Route(RouteError::BadPath(_)) => a(
+                S::BAD_REQUEST,
+                "bad_path",
+                "the request path cannot be normalized safely",
+            ),
+            GatewayError::Route(RouteError::BadHost(_)) => a(
+                S::BAD_REQUEST,
+                "bad_request",
+                "the request's host is missing, malformed or ambiguous",
+            ),
+            GatewayError::Route(RouteError::NoRoute) => {
+                a(S::NOT_FOUND, "no_route", "no route matches this request")
+            }
+            GatewayError::Auth(AuthError::MissingToken) => a(
+                S::UNAUTHORIZED,
+                "missing_token",
+                "an access token is required",
+            ),
+            GatewayError::Auth(AuthError::Token(TokenError::Expired)) => bearer(
+                S::UNAUTHORIZED,
+                "token_expired",
+                "the access token has expired",
+                "invalid_token",
+            ),
+            GatewayError::Auth(AuthError::Token(TokenError::NotYetValid)) => bearer(
+                S::UNAUTHORIZED,
+                "token_not_yet_valid",
+                "the access token is not valid yet",
+                "invalid_token",
+            ),
+            GatewayError::Auth(AuthError::Token(
+                TokenError::TooLarge
+                | TokenError::Malformed(_)
+                | TokenError::Header(_)
+                | TokenError::UnknownKey
+                | TokenError::AlgorithmMismatch
+                | TokenError::Claims(_)
+                | TokenError::Verification(_),
+            )) => bearer(
+                S::UNAUTHORIZED,
+                "invalid_token",
+                "the access token is invalid",
+                "invalid_token",
+            ),
+            GatewayError::Auth(AuthError::InsufficientRole) => bearer(
+                S::FORBIDDEN,
+                "insufficient_role",
+                "the caller lacks a role this route requires",
+                "insufficient_scope",
+            ),
+            GatewayError::Upstream(UpstreamError::Timeout(_)) => a(
+                S::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "the upstream did not answer in time",
+            ),
+            GatewayError::Upstream(
+                UpstreamError::Unavailable(_)
+                | UpstreamError::BadUpgrade(_)
+                | UpstreamError::Request(_),
+            ) => a(
+                S::BAD_GATEWAY,
+                "upstream_unavailable",
+                "the upstream could not be reached",
+            ),
+            GatewayError::HeadersTooLarge => a(
+                S::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                "the request headers are too large",
+            ),
+            GatewayError::PayloadTooLarge => a(
+                S::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is too large",
+            ),
+            GatewayError::BadRequest(_) => {
+                a(S::BAD_REQUEST, "bad_request", "the request is malformed")
+            }
+            GatewayError::NotFound => a(S::NOT_FOUND, "not_found", "not found"),
+            GatewayError::Draining => a(
+                S::SERVICE_UNAVAILABLE,
+                "draining",
+                "the gateway is shutting down",
+            ),
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let answer = self.answer();
+        let mut response = Response::new(body::json(&serde_json::json!({
+            "error": answer.code,
+            "message": answer.message,
+        })));
+        *response.status_mut() = answer.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let challenge = match (answer.bearer_error, answer.status) {
+            (Some(error), _) => Some(format!(
+                "Bearer realm=\"authgate\", error=\"{error}\", error_description=\"{}\"",
+                answer.message
+            )),
+            // RFC 6750 §3.1: a request without credentials gets no error code.
+            (None, StatusCode::UNAUTHORIZED) => Some("Bearer realm=\"authgate\"".to_owned()),
+            (None, _) => None,
+        };
+        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}
+
+/// The full cause chain, for one log field.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,31 @@
+//! authgate: a reverse proxy that authenticates every request before an
+//! unmodified backend sees it.
+//!
+//! # The path of a request
+//!
+//! ```text
+//! server (listener, TLS handshake, hyper limits)
+//!   -> proxy::handle          one straight line; errors -> error::GatewayError::into_response
+//!     -> router               host + methods + longest prefix on the normalized path
+//!     -> auth::authenticate   extract (Bearer) -> verify (keys by kid, claims)
+//!     -> auth::authorize      route roles; builds the only `Authorized`
+//!     -> proxy::forward       header hygiene, X-Forwarded-*, identity; stream to the upstream
+//! ```
+//!
+//! `config` parses and validates the file (every problem at once, with its
+//! location); `state` builds the live parts from it. `ARCHITECTURE.md` at
+//! the repository root is the longer tour.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod state;
+
+pub use server::Gateway;
+pub use state::State;

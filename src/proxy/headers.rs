@@ -1,0 +1,409 @@
+//! Header hygiene: what crosses the gateway, in which order.
+//!
+//! Pure functions over `HeaderMap`, so every rule is a table test. The
+//! order `prepare_request` applies is the security property: hop-by-hop
+//! headers (and every header the client named in `Connection`) go first,
+//! then every client header with the identity prefix and the configured
+//! identity headers, then credentials and routing hints the upstream must
+//! not trust; only then are `X-Forwarded-*` and the identity set from what
+//! the gateway itself verified (CVE-2024-45410, CVE-2022-31813).
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::auth::{Identity, TokenError};
+use crate::config::Headers;
+
+/// RFC 9110 §7.6.1 connection-specific fields, plus the legacy ones RFC 7230 named.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Headers an upstream might route or authorize on, which only a trusted proxy may set.
+const ROUTING_HINTS: &[&str] = &[
+    "forwarded",
+    "x-real-ip",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-forwarded-uri",
+    "x-forwarded-path",
+    "x-forwarded-prefix",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-envoy-original-path",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Removes hop-by-hop headers and every header named in `Connection` (RFC 9110 §7.6.1).
+/// `Host` and `Content-Length` describe the message itself and are never removed this way.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| name != header::HOST && name != header::CONTENT_LENGTH)
+        .collect();
+    for name in &named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// Removes every client header with the identity prefix, and the configured identity headers.
+pub fn strip_identity(headers: &mut HeaderMap, config: &Headers) {
+    if !config.strip_prefix.is_empty() {
+        let spoofed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| name.as_str().starts_with(&config.strip_prefix))
+            .cloned()
+            .collect();
+        for name in spoofed {
+            headers.remove(name);
+        }
+    }
+    headers.remove(&config.user);
+    headers.remove(&config.roles);
+    for (_, name) in &config.claims {
+        headers.remove(name);
+    }
+}
+
+/// Removes routing hints an untrusted client could use to steer the upstream.
+pub fn strip_routing_hints(headers: &mut HeaderMap) {
+    for name in ROUTING_HINTS {
+        headers.remove(*name);
+    }
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host`. From a trusted proxy the client's
+/// values are kept and the peer appended; from anyone else they are replaced.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    peer_is_trusted: bool,
+    proto: &'static str,
+    host: Option<&str>,
+) {
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let xfp = HeaderName::from_static("x-forwarded-proto");
+    let xfh = HeaderName::from_static("x-forwarded-host");
+    let peer_text = peer.to_string();
+    let chain = if peer_is_trusted {
+        let previous: Vec<&str> = headers
+            .get_all(&xff)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if previous.is_empty() {
+            peer_text
+        } else {
+            format!("{}, {peer_text}", previous.join(", "))
+        }
+    } else {
+        peer_text
+    };
+    if let Ok(v) = HeaderValue::from_str(&chain) {
+        headers.insert(xff, v);
+    }
+    if !(peer_is_trusted && headers.contains_key(&xfp)) {
+        headers.insert(xfp, HeaderValue::from_static(proto));
+    }
+    if !(peer_is_trusted && headers.contains_key(&xfh)) {
+        match host.and_then(|h| HeaderValue::from_str(h).ok()) {
+            Some(v) => {
+                headers.insert(xfh, v);
+            }
+            None => {
+                headers.remove(xfh);
+            }
+        }
+    }
+}
+
+/// Sets the identity headers from verified claims. A value that cannot be a
+/// header value as it is (control bytes, or a role that would change meaning
+/// when comma-joined) refuses the token; nothing is escaped or dropped.
+pub fn set_identity(
+    headers: &mut HeaderMap,
+    identity: &Identity,
+    config: &Headers,
+) -> Result<(), TokenError> {
+    let value = |text: &str| {
+        HeaderValue::from_bytes(text.as_bytes())
+            .map_err(|_| TokenError::Claims("a claim is not a valid header value"))
+    };
+    headers.insert(config.user.clone(), value(&identity.sub)?);
+    if identity
+        .roles
+        .iter()
+        .any(|r| r.is_empty() || r.contains(',') || r.trim() != r)
+    {
+        return Err(TokenError::Claims(
+            "a role is empty, has a comma or surrounding spaces",
+        ));
+    }
+    headers.insert(config.roles.clone(), value(&identity.roles.join(","))?);
+    for (claim, name) in &config.claims {
+        let text = match identity.claims.get(claim) {
+            None | Some(serde_json::Value::Null) => continue,
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => v.to_string(),
+            Some(_) => {
+                return Err(TokenError::Claims(
+                    "a mapped claim is not a string, number or boolean",
+                ));
+            }
+        };
+        headers.insert(name.clone(), value(&text)?);
+    }
+    Ok(())
+}
+
+/// HTTP/2 splits `Cookie` into several fields; HTTP/1.1 needs one (RFC 9113 §8.2.3).
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    if let (Some(_), Some(_)) = (values.next(), values.next()) {
+        let joined: Vec<&[u8]> = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect();
+        if let Ok(v) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+            headers.insert(header::COOKIE, v);
+        }
+    }
+}
+
+/// Whether the `Connection` header lists `token`.
+pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Size of the request head as the limit counts it: names, values and `": "` + CRLF.
+pub fn head_size(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn config(extra: &str) -> Headers {
+        let src = format!("[server]\nhttp = \"127.0.0.1:0\"\n{extra}");
+        Config::from_str(&src, Path::new("t.toml")).unwrap().headers
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn names(h: &HeaderMap) -> Vec<String> {
+        let mut v: Vec<String> = h.keys().map(|k| k.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    fn alice() -> Identity {
+        let claims =
+            serde_json::json!({"email": "alice@example.com", "tier": 3, "nested": {"a": 1}});
+        Identity {
+            sub: "alice".into(),
+            roles: vec!["user".into(), "ops".into()],
+            jti: "j".into(),
+            expires_at: 0,
+            claims: claims.as_object().unwrap().clone(),
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let cases: &[(&[(&str, &str)], &[&str])] = &[
+            (&[("connection", "close"), ("x-a", "1")], &["x-a"]),
+            (
+                &[
+                    ("connection", "X-Auth-User"),
+                    ("x-auth-user", "admin"),
+                    ("x-a", "1"),
+                ],
+                &["x-a"],
+            ),
+            (
+                &[
+                    ("connection", "close, X-Forwarded-For, Keep-Alive"),
+                    ("x-forwarded-for", "1.2.3.4"),
+                    ("keep-alive", "5"),
+                ],
+                &[],
+            ),
+            (
+                &[
+                    ("te", "trailers"),
+                    ("trailer", "x"),
+                    ("transfer-encoding", "chunked"),
+                    ("upgrade", "h2c"),
+                ],
+                &[],
+            ),
+            (
+                &[
+                    ("proxy-authorization", "Basic x"),
+                    ("proxy-connection", "keep-alive"),
+                ],
+                &[],
+            ),
+            // The message's own framing and target are never removed via Connection.
+            (
+                &[
+                    ("connection", "host, content-length"),
+                    ("host", "a"),
+                    ("content-length", "3"),
+                ],
+                &["content-length", "host"],
+            ),
+        ];
+        for (input, kept) in cases {
+            let mut h = map(input);
+            remove_hop_by_hop(&mut h);
+            assert_eq!(names(&h), *kept, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn spoofed_identity_headers_never_survive() {
+        let cfg = config("[headers]\nclaims = { email = \"X-User-Email\" }");
+        let mut h = map(&[
+            ("x-auth-user", "admin"),
+            ("X-AUTH-ROLES", "admin"),
+            ("x-auth-anything", "1"),
+            ("x-user-email", "ceo@example.com"),
+            ("x-authorization", "kept: only the prefix x-auth- counts"),
+        ]);
+        strip_identity(&mut h, &cfg);
+        assert_eq!(names(&h), ["x-authorization"]);
+    }
+
+    #[test]
+    fn identity_is_set_from_claims_only() {
+        let cfg = config(
+            "[headers]\nclaims = { email = \"X-Auth-Email\", tier = \"X-Auth-Tier\", absent = \"X-Auth-Absent\" }",
+        );
+        let mut h = HeaderMap::new();
+        set_identity(&mut h, &alice(), &cfg).unwrap();
+        assert_eq!(h["x-auth-user"], "alice");
+        assert_eq!(h["x-auth-roles"], "user,ops");
+        assert_eq!(h["x-auth-email"], "alice@example.com");
+        assert_eq!(h["x-auth-tier"], "3");
+        assert!(!h.contains_key("x-auth-absent"));
+    }
+
+    #[test]
+    fn a_claim_that_is_not_a_header_value_refuses_the_token() {
+        let cfg = config("[headers]\nclaims = { nested = \"X-Auth-Nested\" }");
+        let mut bad_sub = alice();
+        bad_sub.sub = "alice\r\nX-Auth-Roles: admin".into();
+        let mut nul = alice();
+        nul.sub = "alice\0".into();
+        let mut comma_role = alice();
+        comma_role.roles = vec!["user,admin".into()];
+        let mut spaced_role = alice();
+        spaced_role.roles = vec!["admin ".into()];
+        for id in [bad_sub, nul, comma_role, spaced_role] {
+            assert!(
+                set_identity(&mut HeaderMap::new(), &id, &config("")).is_err(),
+                "{id:?}"
+            );
+        }
+        assert!(
+            set_identity(&mut HeaderMap::new(), &alice(), &cfg).is_err(),
+            "object claim"
+        );
+        // Non-ASCII UTF-8 is valid obs-text and passes unchanged.
+        let mut utf8 = alice();
+        utf8.sub = "josé".into();
+        let mut h = HeaderMap::new();
+        set_identity(&mut h, &utf8, &config("")).unwrap();
+        assert_eq!(h["x-auth-user"].as_bytes(), "josé".as_bytes());
+    }
+
+    #[test]
+    fn forwarded_headers_trust_only_trusted_proxies() {
+        let peer: IpAddr = "10.0.0.7".parse().unwrap();
+        let spoof = || {
+            map(&[
+                ("x-forwarded-for", "1.2.3.4"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "evil"),
+            ])
+        };
+
+        let mut h = spoof();
+        set_forwarded(&mut h, peer, false, "http", Some("api.example.com"));
+        assert_eq!(h["x-forwarded-for"], "10.0.0.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "api.example.com");
+
+        let mut h = spoof();
+        set_forwarded(&mut h, peer, true, "http", Some("api.example.com"));
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "evil");
+
+        let mut h = HeaderMap::new();
+        set_forwarded(&mut h, peer, true, "https", None);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn routing_hints_are_dropped() {
+        let mut h = map(&[
+            ("x-original-url", "/public"),
+            ("x-rewrite-url", "/public"),
+            ("forwarded", "for=1.2.3.4"),
+            ("accept", "*/*"),
+        ]);
+        strip_routing_hints(&mut h);
+        assert_eq!(names(&h), ["accept"]);
+    }
+
+    #[test]
+    fn cookies_from_http2_are_joined() {
+        let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2")]);
+        join_cookies(&mut h);
+        assert_eq!(h.get_all("cookie").iter().count(), 1);
+        assert_eq!(h["cookie"], "a=1; b=2");
+    }
+}

@@ -1,0 +1,56 @@
+//! Everything a request needs, built once from a validated config.
+//!
+//! Owns turning `Config` into live parts: keys loaded and parsed, the route
+//! table, the verifier, the TLS acceptor and the upstream client. Building
+//! reports every key or certificate problem with its config location; a
+//! `State` that exists is complete. It is swapped whole on reload, so no
+//! request ever sees half of two configs.
+
+use std::sync::Arc;
+
+use crate::auth::Verifier;
+use crate::auth::keys::{KeySet, LoadMode};
+use crate::config::{Config, ConfigErrors};
+use crate::proxy::client::UpstreamClient;
+use crate::router::Router;
+
+pub struct State {
+    pub config: Config,
+    pub router: Router,
+    pub keys: Arc<KeySet>,
+    pub verifier: Verifier,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub upstream: UpstreamClient,
+}
+
+impl State {
+    /// Loads keys and certificates; in `CheckOnly` mode nothing is created on disk.
+    pub fn build(config: Config, mode: LoadMode) -> Result<State, ConfigErrors> {
+        let mut errors = Vec::new();
+        let keys = KeySet::load(&config.tokens, mode)
+            .map_err(|e| errors.extend(e))
+            .ok();
+        let tls = match &config.server.tls {
+            Some(tls) => match crate::server::tls::acceptor(tls, mode) {
+                Ok(a) => Some(a),
+                Err(d) => {
+                    errors.push(d);
+                    None
+                }
+            },
+            None => None,
+        };
+        let Some(keys) = keys.filter(|_| errors.is_empty()) else {
+            return Err(ConfigErrors(errors));
+        };
+        let verifier = Verifier::new(&config.tokens, &keys);
+        Ok(State {
+            router: Router::new(config.routes.clone()),
+            keys: Arc::new(keys),
+            verifier,
+            tls,
+            upstream: UpstreamClient::new(&config.server.limits),
+            config,
+        })
+    }
+}
