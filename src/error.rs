@@ -54,49 +54,25 @@ impl GatewayError {
 
     fn answer(&self) -> Answer {
         use StatusCode as S;
-        let a = |status, code, message| Answer {
-            status,
-            code,
-            message,
-            bearer_error: None,
-        };
-        let bearer = |status, code, message, error| Answer {
-            status,
-            code,
-            message,
-            bearer_error: Some(error),
-        };
+        let a = |status, code, message| Answer { status, code, message, bearer_error: None };
+        let bearer = |status, code, message, error| Answer { status, code, message, bearer_error: Some(error) };
         match self {
-            GatewayError::Route(RouteError::BadPath(_)) => a(
-                S::BAD_REQUEST,
-                "bad_path",
-                "the request path cannot be normalized safely",
-            ),
-            GatewayError::Route(RouteError::BadHost(_)) => a(
-                S::BAD_REQUEST,
-                "bad_request",
-                "the request's host is missing, malformed or ambiguous",
-            ),
-            GatewayError::Route(RouteError::NoRoute) => {
-                a(S::NOT_FOUND, "no_route", "no route matches this request")
+            GatewayError::Route(RouteError::BadPath(_)) => {
+                a(S::BAD_REQUEST, "bad_path", "the request path cannot be normalized safely")
             }
-            GatewayError::Auth(AuthError::MissingToken) => a(
-                S::UNAUTHORIZED,
-                "missing_token",
-                "an access token is required",
-            ),
-            GatewayError::Auth(AuthError::Token(TokenError::Expired)) => bearer(
-                S::UNAUTHORIZED,
-                "token_expired",
-                "the access token has expired",
-                "invalid_token",
-            ),
-            GatewayError::Auth(AuthError::Token(TokenError::NotYetValid)) => bearer(
-                S::UNAUTHORIZED,
-                "token_not_yet_valid",
-                "the access token is not valid yet",
-                "invalid_token",
-            ),
+            GatewayError::Route(RouteError::BadHost(_)) => {
+                a(S::BAD_REQUEST, "bad_request", "the request's host is missing, malformed or ambiguous")
+            }
+            GatewayError::Route(RouteError::NoRoute) => a(S::NOT_FOUND, "no_route", "no route matches this request"),
+            GatewayError::Auth(AuthError::MissingToken) => {
+                a(S::UNAUTHORIZED, "missing_token", "an access token is required")
+            }
+            GatewayError::Auth(AuthError::Token(TokenError::Expired)) => {
+                bearer(S::UNAUTHORIZED, "token_expired", "the access token has expired", "invalid_token")
+            }
+            GatewayError::Auth(AuthError::Token(TokenError::NotYetValid)) => {
+                bearer(S::UNAUTHORIZED, "token_not_yet_valid", "the access token is not valid yet", "invalid_token")
+            }
             GatewayError::Auth(AuthError::Token(
                 TokenError::TooLarge
                 | TokenError::Malformed(_)
@@ -105,51 +81,28 @@ impl GatewayError {
                 | TokenError::AlgorithmMismatch
                 | TokenError::Claims(_)
                 | TokenError::Verification(_),
-            )) => bearer(
-                S::UNAUTHORIZED,
-                "invalid_token",
-                "the access token is invalid",
-                "invalid_token",
-            ),
+            )) => bearer(S::UNAUTHORIZED, "invalid_token", "the access token is invalid", "invalid_token"),
             GatewayError::Auth(AuthError::InsufficientRole) => bearer(
                 S::FORBIDDEN,
                 "insufficient_role",
                 "the caller lacks a role this route requires",
                 "insufficient_scope",
             ),
-            GatewayError::Upstream(UpstreamError::Timeout(_)) => a(
-                S::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                "the upstream did not answer in time",
-            ),
-            GatewayError::Upstream(
-                UpstreamError::Unavailable(_)
-                | UpstreamError::BadUpgrade(_)
-                | UpstreamError::Request(_),
-            ) => a(
-                S::BAD_GATEWAY,
-                "upstream_unavailable",
-                "the upstream could not be reached",
-            ),
-            GatewayError::HeadersTooLarge => a(
-                S::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "headers_too_large",
-                "the request headers are too large",
-            ),
-            GatewayError::PayloadTooLarge => a(
-                S::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is too large",
-            ),
-            GatewayError::BadRequest(_) => {
-                a(S::BAD_REQUEST, "bad_request", "the request is malformed")
+            GatewayError::Upstream(UpstreamError::Timeout(_)) => {
+                a(S::GATEWAY_TIMEOUT, "upstream_timeout", "the upstream did not answer in time")
             }
+            GatewayError::Upstream(
+                UpstreamError::Unavailable(_) | UpstreamError::BadUpgrade(_) | UpstreamError::Request(_),
+            ) => a(S::BAD_GATEWAY, "upstream_unavailable", "the upstream could not be reached"),
+            GatewayError::HeadersTooLarge => {
+                a(S::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "the request headers are too large")
+            }
+            GatewayError::PayloadTooLarge => {
+                a(S::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+            }
+            GatewayError::BadRequest(_) => a(S::BAD_REQUEST, "bad_request", "the request is malformed"),
             GatewayError::NotFound => a(S::NOT_FOUND, "not_found", "not found"),
-            GatewayError::Draining => a(
-                S::SERVICE_UNAVAILABLE,
-                "draining",
-                "the gateway is shutting down",
-            ),
+            GatewayError::Draining => a(S::SERVICE_UNAVAILABLE, "draining", "the gateway is shutting down"),
         }
     }
 
@@ -161,16 +114,12 @@ impl GatewayError {
         })));
         *response.status_mut() = answer.status;
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         let challenge = match (answer.bearer_error, answer.status) {
-            (Some(error), _) => Some(format!(
-                "Bearer realm=\"authgate\", error=\"{error}\", error_description=\"{}\"",
-                answer.message
-            )),
+            (Some(error), _) => {
+                Some(format!("Bearer realm=\"authgate\", error=\"{error}\", error_description=\"{}\"", answer.message))
+            }
             // RFC 6750 §3.1: a request without credentials gets no error code.
             (None, StatusCode::UNAUTHORIZED) => Some("Bearer realm=\"authgate\"".to_owned()),
             (None, _) => None,

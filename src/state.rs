@@ -27,9 +27,7 @@ impl State {
     /// Loads keys and certificates; in `CheckOnly` mode nothing is created on disk.
     pub fn build(config: Config, mode: LoadMode) -> Result<State, ConfigErrors> {
         let mut errors = Vec::new();
-        let keys = KeySet::load(&config.tokens, mode)
-            .map_err(|e| errors.extend(e))
-            .ok();
+        let keys = KeySet::load(&config.tokens, mode).map_err(|e| errors.extend(e)).ok();
         let tls = match &config.server.tls {
             Some(tls) => match crate::server::tls::acceptor(tls, mode) {
                 Ok(a) => Some(a),

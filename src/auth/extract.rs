@@ -20,19 +20,13 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, TokenError> {
     if values.next().is_some() {
         return Err(TokenError::Malformed("more than one Authorization header"));
     }
-    let value = value
-        .to_str()
-        .map_err(|_| TokenError::Malformed("non-ASCII Authorization header"))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or(TokenError::Malformed("no Bearer scheme"))?;
+    let value = value.to_str().map_err(|_| TokenError::Malformed("non-ASCII Authorization header"))?;
+    let (scheme, token) = value.split_once(' ').ok_or(TokenError::Malformed("no Bearer scheme"))?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(TokenError::Malformed("not a Bearer credential"));
     }
     if !is_b64token(token) {
-        return Err(TokenError::Malformed(
-            "bearer token has characters outside b64token",
-        ));
+        return Err(TokenError::Malformed("bearer token has characters outside b64token"));
     }
     Ok(Some(token))
 }
@@ -41,9 +35,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, TokenError> {
 fn is_b64token(token: &str) -> bool {
     let body = token.trim_end_matches('=');
     !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+        && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
 }
 
 #[cfg(test)]
@@ -55,9 +47,7 @@ mod tests {
         for v in values {
             headers.append(AUTHORIZATION, http::HeaderValue::from_bytes(v).unwrap());
         }
-        bearer_token(&headers)
-            .map(|t| t.map(str::to_owned))
-            .map_err(|_| ())
+        bearer_token(&headers).map(|t| t.map(str::to_owned)).map_err(|_| ())
     }
 
     #[test]
@@ -78,12 +68,7 @@ mod tests {
             b"Bearer a.b.c\xff",
             b"Bearer =",
         ] {
-            assert_eq!(
-                extract(&[bad]),
-                Err(()),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+            assert_eq!(extract(&[bad]), Err(()), "{:?}", String::from_utf8_lossy(bad));
         }
         assert_eq!(extract(&[b"Bearer a.b.c", b"Bearer a.b.c"]), Err(()));
     }

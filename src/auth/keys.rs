@@ -67,7 +67,7 @@ impl KeySet {
                     if tokens.signing_key.as_deref() == Some(spec.kid.as_str()) {
                         signing = s;
                     }
-                    verify.insert(spec.kid.clone(), Arc::new(v));
+                    verify.insert(spec.kid.clone(), Arc::from(v));
                 }
                 Ok(Loaded::Pending) => pending.push(spec.kid.clone()),
                 Err(message) => errors.push(Diagnostic {
@@ -76,15 +76,7 @@ impl KeySet {
                 }),
             }
         }
-        if errors.is_empty() {
-            Ok(KeySet {
-                verify,
-                signing,
-                pending,
-            })
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(KeySet { verify, signing, pending }) } else { Err(errors) }
     }
 
     pub fn get(&self, kid: &str) -> Option<&Arc<VerifyKey>> {
@@ -113,18 +105,14 @@ impl KeySet {
 
     /// `{"keys": [...]}` with every asymmetric public key; never an HMAC secret.
     pub fn jwks(&self) -> serde_json::Value {
-        let mut keys: Vec<&Jwk> = self
-            .verify
-            .values()
-            .filter_map(|k| k.jwk.as_ref())
-            .collect();
+        let mut keys: Vec<&Jwk> = self.verify.values().filter_map(|k| k.jwk.as_ref()).collect();
         keys.sort_by(|a, b| a.common.key_id.cmp(&b.common.key_id));
         serde_json::json!({ "keys": keys })
     }
 }
 
 enum Loaded {
-    Ready(VerifyKey, Option<SigningKey>),
+    Ready(Box<VerifyKey>, Option<SigningKey>),
     Pending,
 }
 
@@ -137,12 +125,9 @@ fn load_key(spec: &KeySpec, mode: LoadMode) -> Result<Loaded, String> {
     match &spec.source {
         KeySource::Secret(source) => {
             let secret = read_secret(source)?;
-            hmac_key(spec, &secret).map(|(v, s)| Loaded::Ready(v, Some(s)))
+            hmac_key(spec, &secret).map(|(v, s)| Loaded::Ready(Box::new(v), Some(s)))
         }
-        KeySource::Private {
-            source,
-            generate_if_missing,
-        } => {
+        KeySource::Private { source, generate_if_missing } => {
             if let SecretSource::File(path) = source
                 && *generate_if_missing
                 && !path.exists()
@@ -157,7 +142,7 @@ fn load_key(spec: &KeySpec, mode: LoadMode) -> Result<Loaded, String> {
             }
             let material = read_secret(source)?;
             if is_hmac(alg) {
-                return hmac_key(spec, &material).map(|(v, s)| Loaded::Ready(v, Some(s)));
+                return hmac_key(spec, &material).map(|(v, s)| Loaded::Ready(Box::new(v), Some(s)));
             }
             let encoding = match alg {
                 Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(&material),
@@ -165,42 +150,46 @@ fn load_key(spec: &KeySpec, mode: LoadMode) -> Result<Loaded, String> {
                 _ => EncodingKey::from_rsa_pem(&material),
             }
             .map_err(|e| format!("not a usable {alg:?} private key in PEM: {e}"))?;
-            let jwk = Jwk::from_encoding_key(&encoding, alg)
-                .map_err(|e| format!("cannot derive the public key for {alg:?}: {e}"))?;
-            let decoding =
-                DecodingKey::from_jwk(&jwk).map_err(|e| format!("unusable public key: {e}"))?;
+            let (decoding, jwk) = public_part(alg, &encoding)?;
             let verify = verify_key(spec, decoding, jwk)?;
-            let signing = SigningKey {
-                kid: spec.kid.clone(),
-                algorithm: alg,
-                encoding,
-            };
+            let signing = SigningKey { kid: spec.kid.clone(), algorithm: alg, encoding };
             round_trip(&signing, &verify)?;
-            Ok(Loaded::Ready(verify, Some(signing)))
+            Ok(Loaded::Ready(Box::new(verify), Some(signing)))
         }
         KeySource::Public { path } => {
-            let pem =
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             let decoding = match alg {
                 Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(&pem),
                 Algorithm::EdDSA => DecodingKey::from_ed_pem(&pem),
                 _ => DecodingKey::from_rsa_pem(&pem),
             }
             .map_err(|e| format!("{} is not a {alg:?} public key in PEM: {e}", path.display()))?;
-            let jwk = Jwk::from_decoding_key(&decoding, Some(alg)).map_err(|e| {
-                format!("{} is not a usable {alg:?} public key: {e}", path.display())
-            })?;
-            verify_key(spec, decoding, jwk).map(|v| Loaded::Ready(v, None))
+            let jwk = Jwk::from_decoding_key(&decoding, Some(alg))
+                .map_err(|e| format!("{} is not a usable {alg:?} public key: {e}", path.display()))?;
+            verify_key(spec, decoding, jwk).map(|v| Loaded::Ready(Box::new(v), None))
         }
     }
 }
 
+/// The public key of a private one. jsonwebtoken derives it for RSA and EC;
+/// for Ed25519 it only reads PKCS#8 v1, so aws-lc (which reads v1 and v2) does it.
+fn public_part(alg: Algorithm, encoding: &EncodingKey) -> Result<(DecodingKey, Jwk), String> {
+    let decoding = if alg == Algorithm::EdDSA {
+        let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(encoding.as_bytes())
+            .map_err(|e| format!("not a usable Ed25519 private key: {e}"))?;
+        DecodingKey::from_ed_der(aws_lc_rs::signature::KeyPair::public_key(&pair).as_ref())
+    } else {
+        let jwk = Jwk::from_encoding_key(encoding, alg)
+            .map_err(|e| format!("cannot derive the public key for {alg:?}: {e}"))?;
+        DecodingKey::from_jwk(&jwk).map_err(|e| format!("unusable public key: {e}"))?
+    };
+    let jwk = Jwk::from_decoding_key(&decoding, Some(alg)).map_err(|e| format!("unusable public key: {e}"))?;
+    Ok((decoding, jwk))
+}
+
 fn hmac_key(spec: &KeySpec, secret: &[u8]) -> Result<(VerifyKey, SigningKey), String> {
     if secret.len() < MIN_HMAC_SECRET_BYTES {
-        return Err(format!(
-            "HMAC secret is {} bytes; at least {MIN_HMAC_SECRET_BYTES} are required",
-            secret.len()
-        ));
+        return Err(format!("HMAC secret is {} bytes; at least {MIN_HMAC_SECRET_BYTES} are required", secret.len()));
     }
     if let KeySource::Secret(SecretSource::Inline(_)) = spec.source {
         tracing::warn!(kid = %spec.kid, "HMAC secret given inline in the config file; use secret_file or secret_env in production");
@@ -211,11 +200,8 @@ fn hmac_key(spec: &KeySpec, secret: &[u8]) -> Result<(VerifyKey, SigningKey), St
         decoding: DecodingKey::from_secret(secret),
         jwk: None,
     };
-    let signing = SigningKey {
-        kid: spec.kid.clone(),
-        algorithm: spec.algorithm,
-        encoding: EncodingKey::from_secret(secret),
-    };
+    let signing =
+        SigningKey { kid: spec.kid.clone(), algorithm: spec.algorithm, encoding: EncodingKey::from_secret(secret) };
     Ok((verify, signing))
 }
 
@@ -224,38 +210,26 @@ fn verify_key(spec: &KeySpec, decoding: DecodingKey, mut jwk: Jwk) -> Result<Ver
     use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
     let alg = spec.algorithm;
     match (&jwk.algorithm, alg) {
-        (AlgorithmParameters::EllipticCurve(p), Algorithm::ES256)
-            if p.curve == EllipticCurve::P256 => {}
-        (AlgorithmParameters::EllipticCurve(p), Algorithm::ES384)
-            if p.curve == EllipticCurve::P384 => {}
-        (AlgorithmParameters::OctetKeyPair(p), Algorithm::EdDSA)
-            if p.curve == EllipticCurve::Ed25519 => {}
+        (AlgorithmParameters::EllipticCurve(p), Algorithm::ES256) if p.curve == EllipticCurve::P256 => {}
+        (AlgorithmParameters::EllipticCurve(p), Algorithm::ES384) if p.curve == EllipticCurve::P384 => {}
+        (AlgorithmParameters::OctetKeyPair(p), Algorithm::EdDSA) if p.curve == EllipticCurve::Ed25519 => {}
         (AlgorithmParameters::RSA(p), _) if !is_hmac(alg) => {
             let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(&p.n)
                 .map_err(|_| "malformed RSA modulus".to_owned())?;
             let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
             if bits < MIN_RSA_BITS {
-                return Err(format!(
-                    "RSA key of {bits} bits; at least {MIN_RSA_BITS} are required"
-                ));
+                return Err(format!("RSA key of {bits} bits; at least {MIN_RSA_BITS} are required"));
             }
         }
         _ => {
-            return Err(format!(
-                "the key does not fit algorithm {alg:?} (wrong key type or curve)"
-            ));
+            return Err(format!("the key does not fit algorithm {alg:?} (wrong key type or curve)"));
         }
     }
     jwk.common.key_id = Some(spec.kid.clone());
     jwk.common.public_key_use = Some(PublicKeyUse::Signature);
     jwk.common.key_algorithm = key_algorithm(alg);
-    Ok(VerifyKey {
-        kid: spec.kid.clone(),
-        algorithm: alg,
-        decoding,
-        jwk: Some(jwk),
-    })
+    Ok(VerifyKey { kid: spec.kid.clone(), algorithm: alg, decoding, jwk: Some(jwk) })
 }
 
 fn key_algorithm(alg: Algorithm) -> Option<KeyAlgorithm> {
@@ -279,12 +253,8 @@ fn key_algorithm(alg: Algorithm) -> Option<KeyAlgorithm> {
 /// Signs and verifies a probe: a private key that does not match what it claims fails at load, not at first login.
 fn round_trip(signing: &SigningKey, verify: &VerifyKey) -> Result<(), String> {
     let header = Header::new(signing.algorithm);
-    let token = jsonwebtoken::encode(
-        &header,
-        &serde_json::json!({"probe": true}),
-        &signing.encoding,
-    )
-    .map_err(|e| format!("cannot sign with this key: {e}"))?;
+    let token = jsonwebtoken::encode(&header, &serde_json::json!({"probe": true}), &signing.encoding)
+        .map_err(|e| format!("cannot sign with this key: {e}"))?;
     let mut v = jsonwebtoken::Validation::new(verify.algorithm);
     v.required_spec_claims.clear();
     v.validate_exp = false;
@@ -334,8 +304,7 @@ pub fn generate(alg: Algorithm) -> Result<String, String> {
     let rcgen_alg = match alg {
         Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
             let mut secret = [0u8; 32];
-            aws_lc_rs::rand::fill(&mut secret)
-                .map_err(|_| "the system random generator failed".to_owned())?;
+            aws_lc_rs::rand::fill(&mut secret).map_err(|_| "the system random generator failed".to_owned())?;
             return Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret) + "\n");
         }
         Algorithm::ES256 => &rcgen::PKCS_ECDSA_P256_SHA256,
@@ -345,8 +314,7 @@ pub fn generate(alg: Algorithm) -> Result<String, String> {
         Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512 => &rcgen::PKCS_RSA_SHA256,
         other => return Err(format!("cannot generate keys for {other:?}")),
     };
-    let pair = rcgen::KeyPair::generate_for(rcgen_alg)
-        .map_err(|e| format!("key generation failed: {e}"))?;
+    let pair = rcgen::KeyPair::generate_for(rcgen_alg).map_err(|e| format!("key generation failed: {e}"))?;
     Ok(pair.serialize_pem())
 }
 
@@ -376,15 +344,8 @@ pub fn public_jwk(alg: Algorithm, kid: &str, material: &str) -> Result<Option<Jw
     let spec = KeySpec {
         kid: kid.to_owned(),
         algorithm: alg,
-        source: KeySource::Private {
-            source: SecretSource::Inline(material.to_owned()),
-            generate_if_missing: false,
-        },
-        location: crate::config::Location {
-            file: Arc::from(Path::new("-")),
-            line: 1,
-            column: 1,
-        },
+        source: KeySource::Private { source: SecretSource::Inline(material.to_owned()), generate_if_missing: false },
+        location: crate::config::Location { file: Arc::from(Path::new("-")), line: 1, column: 1 },
     };
     match load_key(&spec, LoadMode::CheckOnly)? {
         Loaded::Ready(v, _) => Ok(v.jwk),
@@ -398,29 +359,17 @@ mod tests {
 
     #[test]
     fn every_generated_key_loads_signs_and_verifies() {
-        for alg in [
-            Algorithm::HS256,
-            Algorithm::ES256,
-            Algorithm::ES384,
-            Algorithm::EdDSA,
-            Algorithm::RS256,
-            Algorithm::PS256,
-        ] {
+        for alg in
+            [Algorithm::HS256, Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA, Algorithm::RS256, Algorithm::PS256]
+        {
             let material = generate(alg).unwrap();
             let jwk = public_jwk(alg, "k", &material).unwrap_or_else(|e| panic!("{alg:?}: {e}"));
-            assert_eq!(
-                jwk.is_some(),
-                !is_hmac(alg),
-                "{alg:?}: JWK only for asymmetric keys"
-            );
+            assert_eq!(jwk.is_some(), !is_hmac(alg), "{alg:?}: JWK only for asymmetric keys");
             if let Some(jwk) = jwk {
                 let json = serde_json::to_value(&jwk).unwrap();
                 assert_eq!(json["kid"], "k");
                 assert_eq!(json["use"], "sig");
-                assert!(
-                    json.get("d").is_none(),
-                    "{alg:?}: private part leaked into the JWK"
-                );
+                assert!(json.get("d").is_none(), "{alg:?}: private part leaked into the JWK");
             }
         }
     }

@@ -35,10 +35,7 @@ pub fn mint_access_token(
     claims.insert("iat".into(), json!(now));
     claims.insert("nbf".into(), json!(now));
     claims.insert("exp".into(), json!(now.saturating_add(ttl.as_secs())));
-    claims.insert(
-        "jti".into(),
-        json!(uuid::Uuid::new_v4().simple().to_string()),
-    );
+    claims.insert("jti".into(), json!(uuid::Uuid::new_v4().simple().to_string()));
     claims.insert("roles".into(), json!(roles));
     jsonwebtoken::encode(&header, &claims, &key.encoding)
 }

@@ -30,11 +30,7 @@ pub enum AuthError {
 
 /// Finds and verifies the caller's token as the route's `auth` mode asks.
 /// `Ok(None)`: anonymous, allowed only where the mode allows it.
-pub fn authenticate(
-    headers: &HeaderMap,
-    mode: AuthMode,
-    verifier: &Verifier,
-) -> Result<Option<Identity>, AuthError> {
+pub fn authenticate(headers: &HeaderMap, mode: AuthMode, verifier: &Verifier) -> Result<Option<Identity>, AuthError> {
     if mode == AuthMode::None {
         return Ok(None);
     }

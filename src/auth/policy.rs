@@ -30,9 +30,7 @@ pub fn authorize(route: &Route, identity: Option<Identity>) -> Result<Authorized
         _ => {}
     }
     if !route.roles.is_empty() {
-        let has_role = identity
-            .as_ref()
-            .is_some_and(|id| id.roles.iter().any(|r| route.roles.contains(r)));
+        let has_role = identity.as_ref().is_some_and(|id| id.roles.iter().any(|r| route.roles.contains(r)));
         if !has_role {
             return Err(AuthError::InsufficientRole);
         }
@@ -51,10 +49,7 @@ mod tests {
             "[server]\nhttp = \"127.0.0.1:0\"\n[[tokens.keys]]\nkid = \"k\"\nalgorithm = \"HS256\"\nsecret = \"{}\"\n[[route]]\npath = \"/\"\nupstream = \"builtin:echo\"\n{extra}",
             "s".repeat(32)
         );
-        Config::from_str(&src, Path::new("t.toml"))
-            .unwrap()
-            .routes
-            .remove(0)
+        Config::from_str(&src, Path::new("t.toml")).unwrap().routes.remove(0)
     }
 
     fn caller(roles: &[&str]) -> Option<Identity> {
@@ -73,27 +68,15 @@ mod tests {
         assert!(authorize(&admin, caller(&["ops"])).is_ok());
         assert!(authorize(&admin, caller(&["user", "admin"])).is_ok());
         for roles in [&[][..], &["user"], &["ADMIN"], &["admin "], &["user,admin"]] {
-            assert!(
-                matches!(
-                    authorize(&admin, caller(roles)),
-                    Err(AuthError::InsufficientRole)
-                ),
-                "{roles:?}"
-            );
+            assert!(matches!(authorize(&admin, caller(roles)), Err(AuthError::InsufficientRole)), "{roles:?}");
         }
-        assert!(matches!(
-            authorize(&admin, None),
-            Err(AuthError::MissingToken)
-        ));
+        assert!(matches!(authorize(&admin, None), Err(AuthError::MissingToken)));
     }
 
     #[test]
     fn auth_modes() {
         assert!(authorize(&route(""), caller(&[])).is_ok());
-        assert!(matches!(
-            authorize(&route(""), None),
-            Err(AuthError::MissingToken)
-        ));
+        assert!(matches!(authorize(&route(""), None), Err(AuthError::MissingToken)));
         assert!(authorize(&route("auth = \"optional\""), None).is_ok());
         assert!(authorize(&route("auth = \"none\""), None).is_ok());
     }

@@ -97,13 +97,7 @@ impl Verifier {
             validation.set_issuer(&[&tokens.issuer]);
             validation.sub = None;
             validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-            checks.insert(
-                spec.kid.clone(),
-                KeyCheck {
-                    key: key.clone(),
-                    validation,
-                },
-            );
+            checks.insert(spec.kid.clone(), KeyCheck { key: key.clone(), validation });
         }
         Verifier {
             sole: keys.sole().map(|k| k.kid.clone()),
@@ -128,23 +122,18 @@ impl Verifier {
         if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
             return Err(TokenError::Malformed("empty part"));
         }
-        let header_json = URL_SAFE_NO_PAD
-            .decode(header_b64)
-            .map_err(|_| TokenError::Malformed("header is not base64url"))?;
-        let header: Map<String, Value> = serde_json::from_slice(&header_json)
-            .map_err(|_| TokenError::Malformed("header is not a JSON object"))?;
+        let header_json =
+            URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| TokenError::Malformed("header is not base64url"))?;
+        let header: Map<String, Value> =
+            serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed("header is not a JSON object"))?;
         let check = self.key_for(&header)?;
-        let claims = jsonwebtoken::decode::<Map<String, Value>>(
-            token,
-            &check.key.decoding,
-            &check.validation,
-        )
-        .map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => TokenError::Expired,
-            ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-            _ => TokenError::Verification(e),
-        })?
-        .claims;
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &check.key.decoding, &check.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                _ => TokenError::Verification(e),
+            })?
+            .claims;
         self.identity(claims, jsonwebtoken::get_current_timestamp())
     }
 
@@ -167,16 +156,10 @@ impl Verifier {
         }
         // RFC 9068 §2.1: own access tokens are typed; media types compare case-insensitively.
         match header.get("typ").and_then(Value::as_str) {
-            Some(t)
-                if t.eq_ignore_ascii_case("at+jwt")
-                    || t.eq_ignore_ascii_case("application/at+jwt") => {}
+            Some(t) if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") => {}
             _ => return Err(TokenError::Header("typ is not at+jwt")),
         }
-        let alg = match header
-            .get("alg")
-            .and_then(Value::as_str)
-            .map(Algorithm::from_str)
-        {
+        let alg = match header.get("alg").and_then(Value::as_str).map(Algorithm::from_str) {
             Some(Ok(a)) => a,
             _ => return Err(TokenError::Header("alg missing or not supported")),
         };
@@ -210,10 +193,7 @@ impl Verifier {
             Some(Value::String(a)) => self.audience.contains(a),
             Some(Value::Array(list)) => {
                 list.iter().all(Value::is_string)
-                    && list
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .any(|a| self.audience.iter().any(|x| x == a))
+                    && list.iter().filter_map(Value::as_str).any(|a| self.audience.iter().any(|x| x == a))
             }
             _ => false,
         };
@@ -239,12 +219,6 @@ impl Verifier {
                 .ok_or(TokenError::Claims("roles is not an array of strings"))?,
             Some(_) => return Err(TokenError::Claims("roles is not an array of strings")),
         };
-        Ok(Identity {
-            sub,
-            roles,
-            jti,
-            expires_at,
-            claims,
-        })
+        Ok(Identity { sub, roles, jti, expires_at, claims })
     }
 }

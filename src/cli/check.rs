@@ -17,11 +17,7 @@ pub fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
 fn summary(state: &State) -> String {
     let c = &state.config;
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{}: configuration is valid\n\nlisteners:",
-        c.source.display()
-    );
+    let _ = writeln!(out, "{}: configuration is valid\n\nlisteners:", c.source.display());
     if let Some(a) = c.server.http {
         let _ = writeln!(out, "  http   {a}");
     }
@@ -31,10 +27,7 @@ fn summary(state: &State) -> String {
         } else {
             tls.cert_file.display().to_string()
         };
-        let _ = writeln!(
-            out,
-            "  https  {a}  (HTTP/1.1 and HTTP/2, certificate: {origin})"
-        );
+        let _ = writeln!(out, "  https  {a}  (HTTP/1.1 and HTTP/2, certificate: {origin})");
     }
     if let Some(a) = c.server.admin {
         let _ = writeln!(out, "  admin  {a}  (/healthz /readyz)");
@@ -52,48 +45,24 @@ fn summary(state: &State) -> String {
             KeySource::Public { .. } => "verifies only",
             _ => "verifies",
         };
-        let pending = if state.keys.pending.contains(&k.kid) {
-            ", generated at first start"
-        } else {
-            ""
-        };
+        let pending = if state.keys.pending.contains(&k.kid) { ", generated at first start" } else { "" };
         let _ = writeln!(out, "  key {:?}  {:?}  {role}{pending}", k.kid, k.algorithm);
     }
     for t in &c.tokens.trusted {
-        let _ = writeln!(
-            out,
-            "  trusted issuer {:?}  keys from {}",
-            t.issuer, t.jwks_url
-        );
+        let _ = writeln!(out, "  trusted issuer {:?}  keys from {}", t.issuer, t.jwks_url);
     }
     let store = match &c.store {
         Store::Embedded { path } => format!("embedded, {}", path.display()),
         Store::Redis { key_prefix, .. } => format!("redis, key prefix {key_prefix:?}"),
     };
     let _ = writeln!(out, "store: {store}");
-    let _ = writeln!(
-        out,
-        "\nroutes (longest prefix wins; gateway endpoints first):"
-    );
-    let _ = writeln!(
-        out,
-        "  {:<24} {:<20} {:<14} {:<9} {:<16} upstream",
-        "path", "host", "methods", "auth", "roles"
-    );
+    let _ = writeln!(out, "\nroutes (longest prefix wins; gateway endpoints first):");
+    let _ = writeln!(out, "  {:<24} {:<20} {:<14} {:<9} {:<16} upstream", "path", "host", "methods", "auth", "roles");
     for r in state.router.routes() {
-        let methods = r.methods.as_ref().map_or("*".to_owned(), |m| {
-            m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(",")
-        });
-        let roles = if r.roles.is_empty() {
-            "-".to_owned()
-        } else {
-            r.roles.join(",")
-        };
-        let path = if r.strip_prefix {
-            format!("{} (stripped)", r.path)
-        } else {
-            r.path.clone()
-        };
+        let methods =
+            r.methods.as_ref().map_or("*".to_owned(), |m| m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","));
+        let roles = if r.roles.is_empty() { "-".to_owned() } else { r.roles.join(",") };
+        let path = if r.strip_prefix { format!("{} (stripped)", r.path) } else { r.path.clone() };
         let _ = writeln!(
             out,
             "  {:<24} {:<20} {:<14} {:<9} {:<16} {}",

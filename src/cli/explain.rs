@@ -26,27 +26,18 @@ pub fn explain(config_path: &Path, args: &ExplainArgs) -> anyhow::Result<ExitCod
     let uri: Uri = args.url.parse().context("not a URL or path")?;
     let host = uri.host().map(str::to_ascii_lowercase);
     println!("request:  {method} {uri}");
-    let decided = state
-        .router
-        .route(&method, host.as_deref(), uri.path(), uri.query());
+    let decided = state.router.route(&method, host.as_deref(), uri.path(), uri.query());
     let target = match decided {
         Ok(t) => t,
         Err(e) => return Ok(verdict(GatewayError::from(e))),
     };
     let r = target.route;
     println!("path:     {} (normalized)", target.path);
-    println!(
-        "route:    #{} path {} -> {} (defined at {})",
-        target.index + 1,
-        r.path,
-        r.upstream,
-        r.location
-    );
+    println!("route:    #{} path {} -> {} (defined at {})", target.index + 1, r.path, r.upstream, r.location);
     println!("auth:     {}", r.auth);
     let mut headers = HeaderMap::new();
     if let Some(token) = &args.token {
-        let value = HeaderValue::from_str(&format!("Bearer {token}"))
-            .context("the token is not header-safe")?;
+        let value = HeaderValue::from_str(&format!("Bearer {token}")).context("the token is not header-safe")?;
         headers.insert(header::AUTHORIZATION, value);
     }
     let identity = match auth::authenticate(&headers, r.auth, &state.verifier) {
@@ -54,10 +45,7 @@ pub fn explain(config_path: &Path, args: &ExplainArgs) -> anyhow::Result<ExitCod
         Err(e) => return Ok(verdict(GatewayError::from(e))),
     };
     match &identity {
-        Some(id) => println!(
-            "token:    valid: sub {:?}, roles {:?}, expires at {}",
-            id.sub, id.roles, id.expires_at
-        ),
+        Some(id) => println!("token:    valid: sub {:?}, roles {:?}, expires at {}", id.sub, id.roles, id.expires_at),
         None => println!("token:    none (anonymous)"),
     }
     if !r.roles.is_empty() {
@@ -65,10 +53,7 @@ pub fn explain(config_path: &Path, args: &ExplainArgs) -> anyhow::Result<ExitCod
     }
     match auth::authorize(r, identity) {
         Ok(_) => {
-            println!(
-                "decision: allow -> {} {}",
-                r.upstream, target.upstream_path_and_query
-            );
+            println!("decision: allow -> {} {}", r.upstream, target.upstream_path_and_query);
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Ok(verdict(GatewayError::Auth(e))),
@@ -80,10 +65,6 @@ fn verdict(error: GatewayError) -> ExitCode {
         GatewayError::Auth(AuthError::Token(t)) => t.to_string(),
         other => chain(other),
     };
-    println!(
-        "decision: deny {} {} ({why})",
-        error.status().as_u16(),
-        error.code()
-    );
+    println!("decision: deny {} {} ({why})", error.status().as_u16(), error.code());
     ExitCode::SUCCESS
 }

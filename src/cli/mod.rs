@@ -22,13 +22,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 )]
 pub struct Args {
     /// Config file
-    #[arg(
-        long,
-        short,
-        global = true,
-        env = "AUTHGATE_CONFIG",
-        default_value = "gateway.toml"
-    )]
+    #[arg(long, short, global = true, env = "AUTHGATE_CONFIG", default_value = "gateway.toml")]
     pub config: PathBuf,
     /// Log format (filters come from RUST_LOG, e.g. `info,authgate=debug`)
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
@@ -70,9 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 pub fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Pretty => builder.init(),
@@ -80,10 +72,7 @@ pub fn init_tracing(format: LogFormat) {
 }
 
 /// Loads and fully builds the state, as `run` would; `CheckOnly` creates nothing on disk.
-fn load_state(
-    path: &std::path::Path,
-    mode: authgate::auth::keys::LoadMode,
-) -> anyhow::Result<authgate::State> {
+fn load_state(path: &std::path::Path, mode: authgate::auth::keys::LoadMode) -> anyhow::Result<authgate::State> {
     let config = authgate::config::load(path).map_err(ConfigFailure)?;
     Ok(authgate::State::build(config, mode).map_err(ConfigFailure)?)
 }
@@ -95,11 +84,7 @@ struct ConfigFailure(authgate::config::ConfigErrors);
 impl std::fmt::Display for ConfigFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let n = self.0.0.len();
-        writeln!(
-            f,
-            "invalid configuration ({n} problem{}):",
-            if n == 1 { "" } else { "s" }
-        )?;
+        writeln!(f, "invalid configuration ({n} problem{}):", if n == 1 { "" } else { "s" })?;
         write!(f, "{}", self.0)
     }
 }

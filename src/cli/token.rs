@@ -24,29 +24,15 @@ pub struct TokenArgs {
 pub fn token(config_path: &Path, args: &TokenArgs) -> anyhow::Result<ExitCode> {
     // Run mode: a key marked generate_if_missing is created, exactly as the gateway would.
     let state = super::load_state(config_path, LoadMode::Run)?;
-    let key = state
-        .keys
-        .signing()
-        .context("no signing key: set tokens.signing_key to a key with a private key or secret")?;
+    let key =
+        state.keys.signing().context("no signing key: set tokens.signing_key to a key with a private key or secret")?;
     let ttl = match &args.ttl {
         Some(t) => parse_duration(t).map_err(anyhow::Error::msg)?,
         None => state.config.tokens.access_ttl,
     };
-    let roles: Vec<String> = args
-        .roles
-        .iter()
-        .filter(|r| !r.is_empty())
-        .cloned()
-        .collect();
-    let token = mint_access_token(
-        &state.config.tokens,
-        key,
-        &args.sub,
-        &roles,
-        ttl,
-        Default::default(),
-    )
-    .context("signing failed")?;
+    let roles: Vec<String> = args.roles.iter().filter(|r| !r.is_empty()).cloned().collect();
+    let token = mint_access_token(&state.config.tokens, key, &args.sub, &roles, ttl, Default::default())
+        .context("signing failed")?;
     println!("{token}");
     Ok(ExitCode::SUCCESS)
 }

@@ -67,12 +67,7 @@ impl SourceMap {
     pub fn new(file: &Path, src: &str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(src.match_indices('\n').map(|(i, _)| i + 1));
-        SourceMap {
-            file: Arc::from(file),
-            line_starts,
-            len: src.len(),
-            src: Arc::from(src),
-        }
+        SourceMap { file: Arc::from(file), line_starts, len: src.len(), src: Arc::from(src) }
     }
 
     pub fn file(&self) -> &Path {
@@ -95,23 +90,12 @@ impl SourceMap {
         };
         let start = self.line_starts[line];
         // Columns count characters, as editors do, not bytes.
-        let column = self
-            .src
-            .get(start..offset)
-            .map_or(offset - start, |s| s.chars().count())
-            + 1;
-        Location {
-            file: self.file.clone(),
-            line: line + 1,
-            column,
-        }
+        let column = self.src.get(start..offset).map_or(offset - start, |s| s.chars().count()) + 1;
+        Location { file: self.file.clone(), line: line + 1, column }
     }
 
     pub fn diagnostic(&self, span: Option<Range<usize>>, message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            location: self.location(span.map_or(0, |s| s.start)),
-            message: message.into(),
-        }
+        Diagnostic { location: self.location(span.map_or(0, |s| s.start)), message: message.into() }
     }
 }
 

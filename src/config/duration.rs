@@ -4,11 +4,7 @@ use std::time::Duration;
 
 /// Parses a duration string; the error is a message for a config diagnostic.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || {
-        format!(
-            "invalid duration `{text}`: expected a number and a unit (ms, s, m, h, d), e.g. \"30s\""
-        )
-    };
+    let invalid = || format!("invalid duration `{text}`: expected a number and a unit (ms, s, m, h, d), e.g. \"30s\"");
     if text.is_empty() {
         return Err(invalid());
     }
@@ -35,9 +31,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .ok()
             .and_then(|v| unit.checked_mul(v))
             .ok_or_else(|| format!("duration `{text}` is too large"))?;
-        total = total
-            .checked_add(part)
-            .ok_or_else(|| format!("duration `{text}` is too large"))?;
+        total = total.checked_add(part).ok_or_else(|| format!("duration `{text}` is too large"))?;
     }
     Ok(total)
 }
@@ -76,17 +70,7 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_duration() {
-        for text in [
-            "",
-            "30",
-            "s",
-            "30 s",
-            "-1s",
-            "1.5s",
-            "30sec",
-            "99999999999999999999s",
-            "5000000000d",
-        ] {
+        for text in ["", "30", "s", "30 s", "-1s", "1.5s", "30sec", "99999999999999999999s", "5000000000d"] {
             assert!(parse_duration(text).is_err(), "{text}");
         }
     }

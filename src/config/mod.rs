@@ -24,11 +24,7 @@ pub use jsonwebtoken::Algorithm;
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let src = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![Diagnostic {
-            location: Location {
-                file: path.into(),
-                line: 1,
-                column: 1,
-            },
+            location: Location { file: path.into(), line: 1, column: 1 },
             message: format!("cannot read config file: {e}"),
         }])
     })?;
@@ -40,10 +36,8 @@ impl Config {
     pub fn from_str(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
         let map = SourceMap::new(path, src);
         let (raw, errors) = raw::parse(src);
-        let mut diagnostics: Vec<Diagnostic> = errors
-            .into_iter()
-            .map(|(span, msg)| map.diagnostic(span, msg))
-            .collect();
+        let mut diagnostics: Vec<Diagnostic> =
+            errors.into_iter().map(|(span, msg)| map.diagnostic(span, msg)).collect();
         let config = validate::validate(raw, &map, &mut diagnostics);
         if diagnostics.is_empty() {
             Ok(config)
@@ -144,10 +138,7 @@ pub enum KeySource {
     /// HMAC secret (HS*).
     Secret(SecretSource),
     /// An asymmetric private key, PEM (PKCS#8, or PKCS#1/SEC1); it can sign and verify.
-    Private {
-        source: SecretSource,
-        generate_if_missing: bool,
-    },
+    Private { source: SecretSource, generate_if_missing: bool },
     /// An asymmetric public key, PEM: verify-only (rotated out of signing).
     Public { path: PathBuf },
 }
@@ -183,15 +174,8 @@ pub struct TrustedIssuer {
 
 #[derive(Debug, Clone)]
 pub enum Store {
-    Embedded {
-        path: PathBuf,
-    },
-    Redis {
-        url: SecretSource,
-        key_prefix: String,
-        on_unavailable: OnUnavailable,
-        max_staleness: Duration,
-    },
+    Embedded { path: PathBuf },
+    Redis { url: SecretSource, key_prefix: String, on_unavailable: OnUnavailable, max_staleness: Duration },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,20 +233,14 @@ pub enum Upstream {
     /// Answers with the request it received, as JSON.
     Echo,
     /// `http://host:port` with an optional base path (no trailing `/`).
-    Http {
-        authority: http::uri::Authority,
-        base_path: String,
-    },
+    Http { authority: http::uri::Authority, base_path: String },
 }
 
 impl fmt::Display for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Upstream::Echo => f.write_str("builtin:echo"),
-            Upstream::Http {
-                authority,
-                base_path,
-            } => write!(f, "http://{authority}{base_path}"),
+            Upstream::Http { authority, base_path } => write!(f, "http://{authority}{base_path}"),
         }
     }
 }

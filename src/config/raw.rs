@@ -165,10 +165,7 @@ const SECTIONS: &str = "server, tokens, store, login, headers, route";
 /// Reads the file's shape, collecting every problem instead of stopping at the first.
 pub fn parse(src: &str) -> (RawConfig, Vec<RawError>) {
     let (doc, syntax_errors) = DeTable::parse_recoverable(src);
-    let mut errors: Vec<RawError> = syntax_errors
-        .into_iter()
-        .map(|e| (e.span(), e.message().to_owned()))
-        .collect();
+    let mut errors: Vec<RawError> = syntax_errors.into_iter().map(|e| (e.span(), e.message().to_owned())).collect();
     let mut raw = RawConfig::default();
     for (key, value) in doc.into_inner() {
         let span = value.span();
@@ -186,30 +183,18 @@ pub fn parse(src: &str) -> (RawConfig, Vec<RawError>) {
                         }
                     }
                 }
-                _ => errors.push((
-                    Some(span),
-                    "`route` must be an array of tables: write [[route]]".to_owned(),
-                )),
+                _ => errors.push((Some(span), "`route` must be an array of tables: write [[route]]".to_owned())),
             },
-            other => errors.push((
-                Some(key.span()),
-                format!("unknown section `{other}`, expected one of: {SECTIONS}"),
-            )),
+            other => errors.push((Some(key.span()), format!("unknown section `{other}`, expected one of: {SECTIONS}"))),
         }
     }
     (raw, errors)
 }
 
-fn section<T: DeserializeOwned>(
-    value: Spanned<DeValue<'_>>,
-    errors: &mut Vec<RawError>,
-) -> Option<S<T>> {
+fn section<T: DeserializeOwned>(value: Spanned<DeValue<'_>>, errors: &mut Vec<RawError>) -> Option<S<T>> {
     let span = value.span();
     if !matches!(value.get_ref(), DeValue::Table(_)) {
-        errors.push((
-            Some(span),
-            format!("expected a table, found {}", value.get_ref().type_str()),
-        ));
+        errors.push((Some(span), format!("expected a table, found {}", value.get_ref().type_str())));
         return None;
     }
     match S::<T>::deserialize(ValueDeserializer::from(value)) {

@@ -46,8 +46,7 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
-        self.diagnostics
-            .push(self.map.diagnostic(Some(span), message));
+        self.diagnostics.push(self.map.diagnostic(Some(span), message));
     }
 
     fn location<T>(&self, s: &S<T>) -> Location {
@@ -56,11 +55,7 @@ impl Checker<'_> {
 
     fn path(&self, s: &S<String>) -> PathBuf {
         let p = PathBuf::from(s.get_ref());
-        if p.is_absolute() {
-            p
-        } else {
-            self.map.base_dir().join(p)
-        }
+        if p.is_absolute() { p } else { self.map.base_dir().join(p) }
     }
 
     fn duration(&mut self, value: &Option<S<String>>, default: Duration) -> Duration {
@@ -107,10 +102,7 @@ impl Checker<'_> {
             OneOrMany::Many(list) => list.clone(),
         };
         if list.is_empty() || list.iter().any(|a| a.is_empty()) {
-            self.error(
-                value.span(),
-                "`audience` must be a non-empty string or a list of non-empty strings",
-            );
+            self.error(value.span(), "`audience` must be a non-empty string or a list of non-empty strings");
         }
         list
     }
@@ -124,21 +116,14 @@ impl Checker<'_> {
             }
         };
         if RESERVED_HEADERS.contains(&name.as_str()) {
-            self.error(
-                value.span(),
-                format!("`{key}` may not be `{name}`: that header is managed by the gateway"),
-            );
+            self.error(value.span(), format!("`{key}` may not be `{name}`: that header is managed by the gateway"));
             return None;
         }
         Some(name)
     }
 }
 
-pub(super) fn validate(
-    raw: RawConfig,
-    map: &SourceMap,
-    diagnostics: &mut Vec<Diagnostic>,
-) -> Config {
+pub(super) fn validate(raw: RawConfig, map: &SourceMap, diagnostics: &mut Vec<Diagnostic>) -> Config {
     let mut c = Checker { map, diagnostics };
     let server = server(&mut c, raw.server.as_ref().map(|s| s.get_ref()));
     let tokens = tokens(&mut c, raw.tokens.as_ref());
@@ -149,27 +134,13 @@ pub(super) fn validate(
 
     if server.http.is_none() && server.https.is_none() {
         let span = raw.server.as_ref().map_or(0..0, |s| s.span());
-        c.error(
-            span,
-            "no listener configured: set `server.http` and/or `server.https`",
-        );
+        c.error(span, "no listener configured: set `server.http` and/or `server.https`");
     }
     if let (Some(https), None) = (server.https, &server.tls) {
         let span = raw.server.as_ref().map_or(0..0, |s| s.span());
-        c.error(
-            span,
-            format!("`server.https` ({https}) needs a [server.tls] section"),
-        );
+        c.error(span, format!("`server.https` ({https}) needs a [server.tls] section"));
     }
-    Config {
-        source: map.file().to_path_buf(),
-        server,
-        tokens,
-        store,
-        login,
-        headers,
-        routes,
-    }
+    Config { source: map.file().to_path_buf(), server, tokens, store, login, headers, routes }
 }
 
 fn server(c: &mut Checker<'_>, raw: Option<&super::raw::RawServer>) -> Server {
@@ -194,14 +165,10 @@ fn server(c: &mut Checker<'_>, raw: Option<&super::raw::RawServer>) -> Server {
     let mut trusted_proxies = Vec::new();
     for p in raw.trusted_proxies.iter().flatten() {
         let text = p.get_ref();
-        let net = ipnet::IpNet::from_str(text)
-            .or_else(|_| std::net::IpAddr::from_str(text).map(ipnet::IpNet::from));
+        let net = ipnet::IpNet::from_str(text).or_else(|_| std::net::IpAddr::from_str(text).map(ipnet::IpNet::from));
         match net {
             Ok(n) => trusted_proxies.push(n.trunc()),
-            Err(_) => c.error(
-                p.span(),
-                format!("`{text}` is not an IP address or CIDR range"),
-            ),
+            Err(_) => c.error(p.span(), format!("`{text}` is not an IP address or CIDR range")),
         }
     }
     let tls = raw.tls.as_ref().and_then(|t| {
@@ -215,66 +182,36 @@ fn server(c: &mut Checker<'_>, raw: Option<&super::raw::RawServer>) -> Server {
                 (dir.join("self-signed.crt"), dir.join("self-signed.key"))
             }
             _ => {
-                c.error(
-                    t.span(),
-                    "[server.tls] needs both `cert_file` and `key_file` (or `self_signed = true`)",
-                );
+                c.error(t.span(), "[server.tls] needs both `cert_file` and `key_file` (or `self_signed = true`)");
                 return None;
             }
         };
-        Some(Tls {
-            cert_file,
-            key_file,
-            self_signed,
-            location,
-        })
+        Some(Tls { cert_file, key_file, self_signed, location })
     });
-    Server {
-        http,
-        https,
-        admin,
-        workers,
-        trusted_proxies,
-        tls,
-        limits: limits(c, raw.limits.as_ref()),
-    }
+    Server { http, https, admin, workers, trusted_proxies, tls, limits: limits(c, raw.limits.as_ref()) }
 }
 
 fn limits(c: &mut Checker<'_>, raw: Option<&RawLimits>) -> Limits {
     let d = Limits::default();
     let Some(raw) = raw else { return d };
-    let mut bounded =
-        |v: &Option<S<usize>>, key: &str, min: usize, max: usize, default: usize| match v {
-            None => default,
-            Some(s) if (min..=max).contains(s.get_ref()) => *s.get_ref(),
-            Some(s) => {
-                c.error(s.span(), format!("`{key}` must be between {min} and {max}"));
-                default
-            }
-        };
-    let max_header_bytes = bounded(
-        &raw.max_header_bytes,
-        "max_header_bytes",
-        1024,
-        1024 * 1024,
-        d.max_header_bytes,
-    );
+    let mut bounded = |v: &Option<S<usize>>, key: &str, min: usize, max: usize, default: usize| match v {
+        None => default,
+        Some(s) if (min..=max).contains(s.get_ref()) => *s.get_ref(),
+        Some(s) => {
+            c.error(s.span(), format!("`{key}` must be between {min} and {max}"));
+            default
+        }
+    };
+    let max_header_bytes = bounded(&raw.max_header_bytes, "max_header_bytes", 1024, 1024 * 1024, d.max_header_bytes);
     let max_headers = bounded(&raw.max_headers, "max_headers", 8, 10_000, d.max_headers);
-    let max_connections = bounded(
-        &raw.max_connections,
-        "max_connections",
-        1,
-        1_000_000,
-        d.max_connections,
-    );
+    let max_connections = bounded(&raw.max_connections, "max_connections", 1, 1_000_000, d.max_connections);
     Limits {
         max_header_bytes,
         max_headers,
         max_connections,
         header_read_timeout: c.duration(&raw.header_read_timeout, d.header_read_timeout),
         tls_handshake_timeout: c.duration(&raw.tls_handshake_timeout, d.tls_handshake_timeout),
-        upstream_connect_timeout: c
-            .duration(&raw.upstream_connect_timeout, d.upstream_connect_timeout),
+        upstream_connect_timeout: c.duration(&raw.upstream_connect_timeout, d.upstream_connect_timeout),
         upstream_timeout: c.duration(&raw.upstream_timeout, d.upstream_timeout),
         shutdown_grace: c.duration(&raw.shutdown_grace, d.shutdown_grace),
     }
@@ -301,33 +238,18 @@ fn tokens(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawTokens>>) -> Tokens
     let signing_key = match &raw_ref.signing_key {
         Some(s) => match keys.iter().find(|k| &k.kid == s.get_ref()) {
             Some(k) if matches!(k.source, KeySource::Public { .. }) => {
-                c.error(
-                    s.span(),
-                    format!(
-                        "`signing_key` `{}` is verify-only: it has no private key",
-                        k.kid
-                    ),
-                );
+                c.error(s.span(), format!("`signing_key` `{}` is verify-only: it has no private key", k.kid));
                 None
             }
             Some(k) => Some(k.kid.clone()),
             None if keys.len() != raw_ref.keys.len() => None, // the key itself is already reported
             None => {
-                c.error(
-                    s.span(),
-                    format!(
-                        "`signing_key` `{}` names no [[tokens.keys]] entry",
-                        s.get_ref()
-                    ),
-                );
+                c.error(s.span(), format!("`signing_key` `{}` names no [[tokens.keys]] entry", s.get_ref()));
                 None
             }
         },
         None => {
-            let signers: Vec<_> = keys
-                .iter()
-                .filter(|k| !matches!(k.source, KeySource::Public { .. }))
-                .collect();
+            let signers: Vec<_> = keys.iter().filter(|k| !matches!(k.source, KeySource::Public { .. })).collect();
             match signers.as_slice() {
                 [only] => Some(only.kid.clone()),
                 _ => None,
@@ -339,10 +261,7 @@ fn tokens(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawTokens>>) -> Tokens
     for t in &raw_ref.trusted {
         if let Some(ti) = trusted_issuer(c, t) {
             if !issuers.insert(ti.issuer.clone()) {
-                c.error(
-                    t.span(),
-                    format!("issuer `{}` is configured twice", ti.issuer),
-                );
+                c.error(t.span(), format!("issuer `{}` is configured twice", ti.issuer));
             }
             trusted.push(ti);
         }
@@ -351,10 +270,7 @@ fn tokens(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawTokens>>) -> Tokens
     if leeway > Duration::from_secs(300)
         && let Some(s) = &raw_ref.leeway
     {
-        c.error(
-            s.span(),
-            "`leeway` above 5m defeats expiry; it is for clock skew only",
-        );
+        c.error(s.span(), "`leeway` above 5m defeats expiry; it is for clock skew only");
     }
     Tokens {
         issuer,
@@ -363,10 +279,7 @@ fn tokens(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawTokens>>) -> Tokens
         refresh_ttl: c.duration(&raw_ref.refresh_ttl, Duration::from_secs(14 * 86_400)),
         leeway,
         signing_key,
-        verify_cache: raw_ref
-            .verify_cache
-            .as_ref()
-            .map_or(10_000, |v| *v.get_ref()),
+        verify_cache: raw_ref.verify_cache.as_ref().map_or(10_000, |v| *v.get_ref()),
         keys,
         trusted,
     }
@@ -409,10 +322,7 @@ fn key(c: &mut Checker<'_>, k: &S<RawKey>) -> Option<KeySpec> {
         return None;
     };
     let algorithm = algorithm(c, alg_s)?;
-    let is_hmac = matches!(
-        algorithm,
-        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
-    );
+    let is_hmac = matches!(algorithm, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
     let given: Vec<(&str, &S<String>)> = [
         ("private_key_file", &r.private_key_file),
         ("private_key_env", &r.private_key_env),
@@ -434,10 +344,7 @@ fn key(c: &mut Checker<'_>, k: &S<RawKey>) -> Option<KeySpec> {
         if !allowed.contains(name) {
             c.error(
                 v.span(),
-                format!(
-                    "`{name}` does not fit algorithm {algorithm:?}; use one of: {}",
-                    allowed.join(", ")
-                ),
+                format!("`{name}` does not fit algorithm {algorithm:?}; use one of: {}", allowed.join(", ")),
             );
             ok = false;
         }
@@ -445,19 +352,13 @@ fn key(c: &mut Checker<'_>, k: &S<RawKey>) -> Option<KeySpec> {
     let usable: Vec<_> = given.iter().filter(|(n, _)| allowed.contains(n)).collect();
     match usable.as_slice() {
         [] if ok => {
-            c.error(
-                k.span(),
-                format!("key `{kid}` needs one of: {}", allowed.join(", ")),
-            );
+            c.error(k.span(), format!("key `{kid}` needs one of: {}", allowed.join(", ")));
             return None;
         }
         [_, second, ..] => {
             c.error(
                 second.1.span(),
-                format!(
-                    "key `{kid}` names its material twice; keep one of: {}",
-                    allowed.join(", ")
-                ),
+                format!("key `{kid}` names its material twice; keep one of: {}", allowed.join(", ")),
             );
             return None;
         }
@@ -472,59 +373,38 @@ fn key(c: &mut Checker<'_>, k: &S<RawKey>) -> Option<KeySpec> {
         && *g.get_ref()
         && !matches!(name, "private_key_file" | "secret_file")
     {
-        c.error(
-            g.span(),
-            "`generate_if_missing` needs `private_key_file` or `secret_file`",
-        );
+        c.error(g.span(), "`generate_if_missing` needs `private_key_file` or `secret_file`");
     }
     let source = match name {
         "secret_file" => KeySource::Secret(SecretSource::File(c.path(value))),
         "secret_env" => KeySource::Secret(SecretSource::Env(value.get_ref().clone())),
         "secret" => {
             if value.get_ref().len() < 32 {
-                c.error(
-                    value.span(),
-                    format!("HMAC secret of key `{kid}` is shorter than 32 bytes"),
-                );
+                c.error(value.span(), format!("HMAC secret of key `{kid}` is shorter than 32 bytes"));
             }
             KeySource::Secret(SecretSource::Inline(value.get_ref().clone()))
         }
-        "private_key_file" => KeySource::Private {
-            source: SecretSource::File(c.path(value)),
-            generate_if_missing,
-        },
-        "private_key_env" => KeySource::Private {
-            source: SecretSource::Env(value.get_ref().clone()),
-            generate_if_missing: false,
-        },
-        _ => KeySource::Public {
-            path: c.path(value),
-        },
+        "private_key_file" => KeySource::Private { source: SecretSource::File(c.path(value)), generate_if_missing },
+        "private_key_env" => {
+            KeySource::Private { source: SecretSource::Env(value.get_ref().clone()), generate_if_missing: false }
+        }
+        _ => KeySource::Public { path: c.path(value) },
     };
     // An HMAC secret file may be generated too.
     let source = match source {
-        KeySource::Secret(SecretSource::File(p)) if generate_if_missing => KeySource::Private {
-            source: SecretSource::File(p),
-            generate_if_missing: true,
-        },
+        KeySource::Secret(SecretSource::File(p)) if generate_if_missing => {
+            KeySource::Private { source: SecretSource::File(p), generate_if_missing: true }
+        }
         other => other,
     };
-    Some(KeySpec {
-        kid,
-        algorithm,
-        source,
-        location,
-    })
+    Some(KeySpec { kid, algorithm, source, location })
 }
 
 fn trusted_issuer(c: &mut Checker<'_>, t: &S<RawTrusted>) -> Option<TrustedIssuer> {
     let location = c.location(t);
     let r = t.get_ref();
     let (Some(issuer), Some(url), Some(aud)) = (&r.issuer, &r.jwks_url, &r.audience) else {
-        c.error(
-            t.span(),
-            "[[tokens.trusted]] needs `issuer`, `jwks_url` and `audience`",
-        );
+        c.error(t.span(), "[[tokens.trusted]] needs `issuer`, `jwks_url` and `audience`");
         return None;
     };
     if issuer.get_ref().is_empty() {
@@ -532,14 +412,9 @@ fn trusted_issuer(c: &mut Checker<'_>, t: &S<RawTrusted>) -> Option<TrustedIssue
     }
     let jwks_url = match http::Uri::from_str(url.get_ref()) {
         Ok(u) if u.scheme_str() == Some("https") && u.host().is_some() => Some(u),
-        Ok(u) if u.scheme_str() == Some("http") && u.host().is_some_and(is_loopback_host) => {
-            Some(u)
-        }
+        Ok(u) if u.scheme_str() == Some("http") && u.host().is_some_and(is_loopback_host) => Some(u),
         _ => {
-            c.error(
-                url.span(),
-                "`jwks_url` must be an https:// URL (http:// only to a loopback address)",
-            );
+            c.error(url.span(), "`jwks_url` must be an https:// URL (http:// only to a loopback address)");
             None
         }
     };
@@ -549,10 +424,7 @@ fn trusted_issuer(c: &mut Checker<'_>, t: &S<RawTrusted>) -> Option<TrustedIssue
         Some(s) => {
             let parts: Vec<String> = s.get_ref().split('.').map(str::to_owned).collect();
             if parts.iter().any(String::is_empty) {
-                c.error(
-                    s.span(),
-                    "`roles_claim` must be a dotted path like `realm_access.roles`",
-                );
+                c.error(s.span(), "`roles_claim` must be a dotted path like `realm_access.roles`");
             }
             parts
         }
@@ -579,10 +451,7 @@ fn is_loopback_host(host: &str) -> bool {
 fn store(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawStore>>) -> Store {
     let default = super::raw::RawStore::default();
     let r = raw.map_or(&default, |r| r.get_ref());
-    let backend = r
-        .backend
-        .as_ref()
-        .map_or("embedded", |b| b.get_ref().as_str());
+    let backend = r.backend.as_ref().map_or("embedded", |b| b.get_ref().as_str());
     let redis_only: [(&str, Option<Range<usize>>); 5] = [
         ("url", r.url.as_ref().map(S::span)),
         ("url_env", r.url_env.as_ref().map(S::span)),
@@ -597,10 +466,7 @@ fn store(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawStore>>) -> Store {
                     c.error(span, format!("`{key}` applies to backend = \"redis\" only"));
                 }
             }
-            let path = r
-                .path
-                .as_ref()
-                .map_or_else(|| c.map.base_dir().join("data/authgate.db"), |p| c.path(p));
+            let path = r.path.as_ref().map_or_else(|| c.map.base_dir().join("data/authgate.db"), |p| c.path(p));
             Store::Embedded { path }
         }
         "redis" => {
@@ -609,19 +475,11 @@ fn store(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawStore>>) -> Store {
             }
             let url = match (&r.url, &r.url_env) {
                 (Some(u), None) => {
-                    let scheme_ok = [
-                        "redis://",
-                        "rediss://",
-                        "redis+sentinel://",
-                        "rediss+sentinel://",
-                    ]
-                    .iter()
-                    .any(|s| u.get_ref().starts_with(s));
+                    let scheme_ok = ["redis://", "rediss://", "redis+sentinel://", "rediss+sentinel://"]
+                        .iter()
+                        .any(|s| u.get_ref().starts_with(s));
                     if !scheme_ok {
-                        c.error(
-                            u.span(),
-                            "`url` must start with redis://, rediss:// or redis+sentinel://",
-                        );
+                        c.error(u.span(), "`url` must start with redis://, rediss:// or redis+sentinel://");
                     }
                     SecretSource::Inline(u.get_ref().clone())
                 }
@@ -636,41 +494,26 @@ fn store(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawStore>>) -> Store {
                     SecretSource::Env(String::new())
                 }
             };
-            let on_unavailable = match r
-                .on_unavailable
-                .as_ref()
-                .map(|s| (s.get_ref().as_str(), s.span()))
-            {
+            let on_unavailable = match r.on_unavailable.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
                 None | Some(("deny", _)) => OnUnavailable::Deny,
                 Some(("allow", _)) => OnUnavailable::Allow,
                 Some((other, span)) => {
-                    c.error(
-                        span,
-                        format!("unknown `on_unavailable` `{other}`, expected deny or allow"),
-                    );
+                    c.error(span, format!("unknown `on_unavailable` `{other}`, expected deny or allow"));
                     OnUnavailable::Deny
                 }
             };
             Store::Redis {
                 url,
-                key_prefix: r
-                    .key_prefix
-                    .as_ref()
-                    .map_or_else(|| "authgate:".to_owned(), |p| p.get_ref().clone()),
+                key_prefix: r.key_prefix.as_ref().map_or_else(|| "authgate:".to_owned(), |p| p.get_ref().clone()),
                 on_unavailable,
                 max_staleness: c.duration(&r.max_staleness, Duration::from_secs(2)),
             }
         }
         other => {
             if let Some(b) = &r.backend {
-                c.error(
-                    b.span(),
-                    format!("unknown store backend `{other}`, expected embedded or redis"),
-                );
+                c.error(b.span(), format!("unknown store backend `{other}`, expected embedded or redis"));
             }
-            Store::Embedded {
-                path: c.map.base_dir().join("data/authgate.db"),
-            }
+            Store::Embedded { path: c.map.base_dir().join("data/authgate.db") }
         }
     }
 }
@@ -692,11 +535,7 @@ fn login(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawLogin>>, tokens: &To
         },
     };
     let default_roles = roles(c, r.default_roles.as_deref().unwrap_or(&[]));
-    let default_roles = if r.default_roles.is_none() {
-        vec!["user".to_owned()]
-    } else {
-        default_roles
-    };
+    let default_roles = if r.default_roles.is_none() { vec!["user".to_owned()] } else { default_roles };
     let min_password_length = r.min_password_length.as_ref().map_or(8, |v| *v.get_ref());
     if let Some(v) = &r.min_password_length
         && !(1..=1024).contains(v.get_ref())
@@ -732,10 +571,7 @@ fn roles(c: &mut Checker<'_>, raw: &[S<String>]) -> Vec<String> {
     for r in raw {
         let role = r.get_ref();
         if role.is_empty() || role.contains(',') || role.trim() != role {
-            c.error(
-                r.span(),
-                format!("role `{role}` must be non-empty, without commas or surrounding spaces"),
-            );
+            c.error(r.span(), format!("role `{role}` must be non-empty, without commas or surrounding spaces"));
         } else {
             out.push(role.clone());
         }
@@ -746,13 +582,10 @@ fn roles(c: &mut Checker<'_>, raw: &[S<String>]) -> Vec<String> {
 fn headers(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawHeaders>>) -> Headers {
     let default = super::raw::RawHeaders::default();
     let r = raw.map_or(&default, |r| r.get_ref());
-    let named =
-        |c: &mut Checker<'_>, v: &Option<S<String>>, key: &str, default: &'static str| match v {
-            Some(s) => c
-                .header_name(s, key)
-                .unwrap_or(HeaderName::from_static(default)),
-            None => HeaderName::from_static(default),
-        };
+    let named = |c: &mut Checker<'_>, v: &Option<S<String>>, key: &str, default: &'static str| match v {
+        Some(s) => c.header_name(s, key).unwrap_or(HeaderName::from_static(default)),
+        None => HeaderName::from_static(default),
+    };
     let user = named(c, &r.user, "user", "x-auth-user");
     let roles = named(c, &r.roles, "roles", "x-auth-roles");
     let mut claims = Vec::new();
@@ -760,10 +593,7 @@ fn headers(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawHeaders>>) -> Head
     for (claim, header) in &r.claims {
         if let Some(name) = c.header_name(header, claim) {
             if !seen.insert(name.clone()) {
-                c.error(
-                    header.span(),
-                    format!("header `{name}` is set from two places"),
-                );
+                c.error(header.span(), format!("header `{name}` is set from two places"));
             }
             claims.push((claim.clone(), name));
         }
@@ -778,40 +608,27 @@ fn headers(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawHeaders>>) -> Head
         Some(s) => {
             let p = s.get_ref().to_ascii_lowercase();
             if !p.is_empty() && HeaderName::from_bytes(p.as_bytes()).is_err() {
-                c.error(
-                    s.span(),
-                    "`strip_prefix` must be the start of a header name, e.g. \"X-Auth-\"",
-                );
+                c.error(s.span(), "`strip_prefix` must be the start of a header name, e.g. \"X-Auth-\"");
             }
             p
         }
     };
-    Headers {
-        user,
-        roles,
-        claims,
-        strip_prefix,
-        forward_token: r.forward_token.unwrap_or(false),
-    }
+    Headers { user, roles, claims, strip_prefix, forward_token: r.forward_token.unwrap_or(false) }
 }
+
+/// Path, host and methods: two routes with the same key would be ambiguous.
+type RouteKey = (String, Option<String>, Option<BTreeSet<String>>);
 
 fn routes(c: &mut Checker<'_>, raw: &[S<RawRoute>], tokens: &Tokens) -> Vec<Route> {
     let mut out: Vec<Route> = Vec::new();
-    let mut seen: Vec<(
-        String,
-        Option<String>,
-        Option<BTreeSet<String>>,
-        Range<usize>,
-    )> = Vec::new();
+    let mut seen: Vec<RouteKey> = Vec::new();
     for r in raw {
         let Some(route) = route(c, r, tokens) else {
             continue;
         };
-        let methods: Option<BTreeSet<String>> = route
-            .methods
-            .as_ref()
-            .map(|m| m.iter().map(|m| m.as_str().to_owned()).collect());
-        let clash = seen.iter().any(|(p, h, m, _)| {
+        let methods: Option<BTreeSet<String>> =
+            route.methods.as_ref().map(|m| m.iter().map(|m| m.as_str().to_owned()).collect());
+        let clash = seen.iter().any(|(p, h, m)| {
             p == &route.path
                 && h == &route.host
                 && match (m, &methods) {
@@ -823,13 +640,10 @@ fn routes(c: &mut Checker<'_>, raw: &[S<RawRoute>], tokens: &Tokens) -> Vec<Rout
         if clash {
             c.error(
                 r.span(),
-                format!(
-                    "route `{}` overlaps an earlier route with the same path, host and methods",
-                    route.path
-                ),
+                format!("route `{}` overlaps an earlier route with the same path, host and methods", route.path),
             );
         }
-        seen.push((route.path.clone(), route.host.clone(), methods, r.span()));
+        seen.push((route.path.clone(), route.host.clone(), methods));
         out.push(route);
     }
     out
@@ -845,17 +659,10 @@ fn route(c: &mut Checker<'_>, r: &S<RawRoute>, tokens: &Tokens) -> Option<Route>
     let path = match normalize(path_s.get_ref()) {
         Ok(n) if n == *path_s.get_ref() => {
             let trimmed = n.trim_end_matches('/');
-            if trimmed.is_empty() {
-                "/".to_owned()
-            } else {
-                trimmed.to_owned()
-            }
+            if trimmed.is_empty() { "/".to_owned() } else { trimmed.to_owned() }
         }
         Ok(n) => {
-            c.error(
-                path_s.span(),
-                format!("route path must be written normalized: `{n}`"),
-            );
+            c.error(path_s.span(), format!("route path must be written normalized: `{n}`"));
             return None;
         }
         Err(e) => {
@@ -863,10 +670,7 @@ fn route(c: &mut Checker<'_>, r: &S<RawRoute>, tokens: &Tokens) -> Option<Route>
                 NormalizeError::NotAbsolute => "must start with `/`",
                 _ => "is not a safe path",
             };
-            c.error(
-                path_s.span(),
-                format!("route path `{}` {why}", path_s.get_ref()),
-            );
+            c.error(path_s.span(), format!("route path `{}` {why}", path_s.get_ref()));
             return None;
         }
     };
@@ -874,38 +678,26 @@ fn route(c: &mut Checker<'_>, r: &S<RawRoute>, tokens: &Tokens) -> Option<Route>
         let text = h.get_ref().to_ascii_lowercase();
         let valid = !text.is_empty()
             && text.len() <= 253
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
         if valid {
             Some(text)
         } else {
-            c.error(
-                h.span(),
-                "`host` must be a host name without port, e.g. \"api.example.com\"",
-            );
+            c.error(h.span(), "`host` must be a host name without port, e.g. \"api.example.com\"");
             None
         }
     });
     let methods = raw.methods.as_ref().map(|list| {
         let mut methods = Vec::new();
         if list.is_empty() {
-            c.error(
-                r.span(),
-                "`methods` must not be empty; leave it out to allow every method",
-            );
+            c.error(r.span(), "`methods` must not be empty; leave it out to allow every method");
         }
         for m in list {
             let text = m.get_ref();
             match Method::from_bytes(text.as_bytes()) {
                 Ok(method) if text.bytes().all(|b| !b.is_ascii_lowercase()) => methods.push(method),
-                Ok(_) => c.error(
-                    m.span(),
-                    format!(
-                        "methods are case-sensitive: write `{}`",
-                        text.to_ascii_uppercase()
-                    ),
-                ),
+                Ok(_) => {
+                    c.error(m.span(), format!("methods are case-sensitive: write `{}`", text.to_ascii_uppercase()))
+                }
                 Err(_) => c.error(m.span(), format!("`{text}` is not an HTTP method")),
             }
         }
@@ -917,28 +709,19 @@ fn route(c: &mut Checker<'_>, r: &S<RawRoute>, tokens: &Tokens) -> Option<Route>
         Some(("optional", _)) => AuthMode::Optional,
         Some(("none", _)) => AuthMode::None,
         Some((other, span)) => {
-            c.error(
-                span,
-                format!("unknown `auth` `{other}`, expected none, optional or required"),
-            );
+            c.error(span, format!("unknown `auth` `{other}`, expected none, optional or required"));
             return None;
         }
     };
     let roles = roles(c, raw.roles.as_deref().unwrap_or(&[]));
     if let Some(list) = &raw.roles {
         if list.is_empty() {
-            c.error(
-                r.span(),
-                "`roles` must not be empty; leave it out to allow any authenticated caller",
-            );
+            c.error(r.span(), "`roles` must not be empty; leave it out to allow any authenticated caller");
         }
         if auth != AuthMode::Required
             && let Some(first) = list.first()
         {
-            c.error(
-                first.span(),
-                format!("`roles` needs auth = \"required\" (this route has auth = \"{auth}\")"),
-            );
+            c.error(first.span(), format!("`roles` needs auth = \"required\" (this route has auth = \"{auth}\")"));
         }
     }
     if auth != AuthMode::None && tokens.keys.is_empty() && tokens.trusted.is_empty() {
@@ -967,29 +750,24 @@ fn upstream(c: &mut Checker<'_>, s: &S<String>) -> Option<Upstream> {
     let uri = match http::Uri::from_str(text) {
         Ok(u) => u,
         Err(_) => {
-            c.error(
-                s.span(),
-                "`upstream` must be an http:// URL or builtin:echo",
-            );
+            c.error(s.span(), "`upstream` must be an http:// URL or builtin:echo");
             return None;
         }
     };
     match (uri.scheme_str(), uri.authority()) {
-        (Some("http"), Some(authority))
-            if uri.query().is_none() && !authority.as_str().contains('@') =>
-        {
+        (Some("http"), Some(authority)) if uri.query().is_none() && !authority.as_str().contains('@') => {
             let base_path = uri.path().trim_end_matches('/').to_owned();
-            Some(Upstream::Http {
-                authority: authority.clone(),
-                base_path,
-            })
+            Some(Upstream::Http { authority: authority.clone(), base_path })
         }
         (Some("https"), _) => {
             c.error(s.span(), "https:// upstreams are not supported yet: use http:// to a local or private address");
             None
         }
         _ => {
-            c.error(s.span(), "`upstream` must be http://HOST[:PORT][/BASE] (no credentials, no query) or builtin:echo");
+            c.error(
+                s.span(),
+                "`upstream` must be http://HOST[:PORT][/BASE] (no credentials, no query) or builtin:echo",
+            );
             None
         }
     }

@@ -47,18 +47,13 @@ impl UpstreamClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .set_host(false)
             .build(connector);
-        UpstreamClient {
-            client,
-            response_timeout: limits.upstream_timeout,
-        }
+        UpstreamClient { client, response_timeout: limits.upstream_timeout }
     }
 
     /// Sends a request and waits for the response head, within the timeouts.
     pub async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
         match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
-            Err(_) => Err(UpstreamError::Timeout(
-                "no response headers within upstream_timeout",
-            )),
+            Err(_) => Err(UpstreamError::Timeout("no response headers within upstream_timeout")),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) if e.is_connect() => {
                 if is_timeout(&e) {

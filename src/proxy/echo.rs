@@ -17,11 +17,7 @@ use crate::error::GatewayError;
 /// Largest body the echo reads; a try-out upstream has no use for more.
 const MAX_ECHO_BODY: usize = 1024 * 1024;
 
-pub async fn respond(
-    parts: Parts,
-    path_and_query: &str,
-    incoming: Incoming,
-) -> Result<Response<Body>, GatewayError> {
+pub async fn respond(parts: Parts, path_and_query: &str, incoming: Incoming) -> Result<Response<Body>, GatewayError> {
     let bytes: Bytes = Limited::new(incoming, MAX_ECHO_BODY)
         .collect()
         .await
@@ -60,9 +56,6 @@ pub async fn respond(
         "body": std::str::from_utf8(&bytes).ok(),
     });
     let mut response = Response::new(body::json(&document));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(response)
 }

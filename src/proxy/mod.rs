@@ -28,11 +28,7 @@ use crate::server::Downstream;
 use crate::state::State;
 
 /// Serves one request; never fails: errors become the spec's responses.
-pub async fn handle(
-    request: Request<Incoming>,
-    downstream: Downstream,
-    state: &State,
-) -> Response<Body> {
+pub async fn handle(request: Request<Incoming>, downstream: Downstream, state: &State) -> Response<Body> {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -57,9 +53,7 @@ async fn serve(
 ) -> Result<Response<Body>, GatewayError> {
     let (parts, body) = request.into_parts();
     let limits = &state.config.server.limits;
-    if parts.headers.len() > limits.max_headers
-        || headers::head_size(&parts.headers) > limits.max_header_bytes
-    {
+    if parts.headers.len() > limits.max_headers || headers::head_size(&parts.headers) > limits.max_header_bytes {
         return Err(GatewayError::HeadersTooLarge);
     }
     let target = state.router.route_request(&parts)?;
@@ -78,12 +72,11 @@ async fn forward(
     state: &State,
 ) -> Result<Response<Body>, GatewayError> {
     let websocket = upgrade::websocket_request(&mut parts)?;
-    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     prepare_headers(&mut parts, &authorized, downstream, state, host.as_ref())?;
     if websocket.is_some() {
         upgrade::restore_upgrade_headers(&mut parts.headers);
@@ -104,10 +97,7 @@ async fn forward(
         parts.headers.insert(header::HOST, host);
     }
 
-    let mut response = state
-        .upstream
-        .send(Request::from_parts(parts, body::stream(body)))
-        .await?;
+    let mut response = state.upstream.send(Request::from_parts(parts, body::stream(body))).await?;
     if let Some(websocket) = websocket {
         let expires_at = authorized.identity().map(|id| id.expires_at);
         if let Some(switched) = upgrade::splice(websocket, &mut response, expires_at)? {
@@ -135,24 +125,13 @@ fn prepare_headers(
         headers.remove(header::AUTHORIZATION);
     }
     let peer = downstream.peer.ip();
-    let trusted = state
-        .config
-        .server
-        .trusted_proxies
-        .iter()
-        .any(|net| net.contains(&peer));
+    let trusted = state.config.server.trusted_proxies.iter().any(|net| net.contains(&peer));
     if !trusted {
         headers::strip_routing_hints(headers);
     }
     headers::join_cookies(headers);
     let proto = if downstream.tls { "https" } else { "http" };
-    headers::set_forwarded(
-        headers,
-        peer,
-        trusted,
-        proto,
-        host.and_then(|h| h.to_str().ok()),
-    );
+    headers::set_forwarded(headers, peer, trusted, proto, host.and_then(|h| h.to_str().ok()));
     if let Some(identity) = authorized.identity() {
         headers::set_identity(headers, identity, config).map_err(auth::AuthError::from)?;
     }

@@ -32,37 +32,23 @@ pub struct WebSocketUpgrade {
 
 /// Recognises a WebSocket handshake. `Ok(None)`: not one (any `Upgrade` is then ignored).
 pub fn websocket_request(parts: &mut Parts) -> Result<Option<WebSocketUpgrade>, GatewayError> {
-    let wants_websocket = parts
-        .headers
-        .get(header::UPGRADE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
-        && headers::connection_has(&parts.headers, "upgrade");
+    let wants_websocket =
+        parts.headers.get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+            && headers::connection_has(&parts.headers, "upgrade");
     if !wants_websocket {
         return Ok(None);
     }
     if parts.version != http::Version::HTTP_11 || parts.method != http::Method::GET {
-        return Err(GatewayError::BadRequest(
-            "a WebSocket handshake must be an HTTP/1.1 GET",
-        ));
+        return Err(GatewayError::BadRequest("a WebSocket handshake must be an HTTP/1.1 GET"));
     }
     let key = parts
         .headers
         .get(header::SEC_WEBSOCKET_KEY)
-        .filter(|k| {
-            STANDARD
-                .decode(k.as_bytes())
-                .is_ok_and(|raw| raw.len() == 16)
-        })
+        .filter(|k| STANDARD.decode(k.as_bytes()).is_ok_and(|raw| raw.len() == 16))
         .cloned()
-        .ok_or(GatewayError::BadRequest(
-            "missing or malformed Sec-WebSocket-Key",
-        ))?;
-    let client = parts
-        .extensions
-        .remove::<OnUpgrade>()
-        .ok_or(GatewayError::BadRequest(
-            "this connection cannot be upgraded",
-        ))?;
+        .ok_or(GatewayError::BadRequest("missing or malformed Sec-WebSocket-Key"))?;
+    let client =
+        parts.extensions.remove::<OnUpgrade>().ok_or(GatewayError::BadRequest("this connection cannot be upgraded"))?;
     Ok(Some(WebSocketUpgrade { key, client }))
 }
 
@@ -95,15 +81,11 @@ pub fn splice(
         .get(header::SEC_WEBSOCKET_ACCEPT)
         .is_some_and(|v| v.as_bytes() == expected_accept(&upgrade.key).as_bytes());
     if !accept_ok {
-        return Err(UpstreamError::BadUpgrade(
-            "wrong or missing Sec-WebSocket-Accept",
-        ));
+        return Err(UpstreamError::BadUpgrade("wrong or missing Sec-WebSocket-Accept"));
     }
     let upstream_upgrade = hyper::upgrade::on(&mut *upstream);
     let lifetime = expires_at.map(|exp| {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         Duration::from_secs(exp.saturating_sub(now))
     });
     tokio::spawn(async move {

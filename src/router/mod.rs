@@ -67,12 +67,7 @@ impl Router {
     /// Routes a request by its head.
     pub fn route_request(&self, parts: &Parts) -> Result<RouteMatch<'_>, RouteError> {
         let host = request_host(parts)?;
-        self.route(
-            &parts.method,
-            host.as_deref(),
-            parts.uri.path(),
-            parts.uri.query(),
-        )
+        self.route(&parts.method, host.as_deref(), parts.uri.path(), parts.uri.query())
     }
 
     /// Routes by method, lowercase host without port, raw path and query.
@@ -87,30 +82,20 @@ impl Router {
         let index = self.find(method, host, &path).ok_or(RouteError::NoRoute)?;
         let route = &self.routes[index];
         let upstream_path_and_query = upstream_target(route, &path, query);
-        Ok(RouteMatch {
-            route,
-            index,
-            path,
-            upstream_path_and_query,
-        })
+        Ok(RouteMatch { route, index, path, upstream_path_and_query })
     }
 
     fn find(&self, method: &Method, host: Option<&str>, path: &str) -> Option<usize> {
         let matches = |i: &&usize| {
             let r = &self.routes[**i];
-            r.host.as_deref().is_none_or(|h| Some(h) == host)
-                && r.methods.as_ref().is_none_or(|m| m.contains(method))
+            r.host.as_deref().is_none_or(|h| Some(h) == host) && r.methods.as_ref().is_none_or(|m| m.contains(method))
         };
         // Candidates, longest first: the path itself (without a trailing
         // slash), then each prefix ending before a `/`, then the root.
         let mut candidate = path.trim_end_matches('/');
         loop {
             let key = if candidate.is_empty() { "/" } else { candidate };
-            if let Some(found) = self
-                .by_path
-                .get(key)
-                .and_then(|list| list.iter().find(matches))
-            {
+            if let Some(found) = self.by_path.get(key).and_then(|list| list.iter().find(matches)) {
                 return Some(*found);
             }
             if candidate.is_empty() {
@@ -191,27 +176,13 @@ mod tests {
             "[server]\nhttp = \"127.0.0.1:0\"\n[[tokens.keys]]\nkid = \"k\"\nalgorithm = \"HS256\"\nsecret = \"{}\"\n{toml}",
             "s".repeat(32)
         );
-        Router::new(
-            Config::from_str(&src, Path::new("t.toml"))
-                .expect("valid config")
-                .routes,
-        )
+        Router::new(Config::from_str(&src, Path::new("t.toml")).expect("valid config").routes)
     }
 
-    fn routed(
-        r: &Router,
-        method: &str,
-        host: Option<&str>,
-        path: &str,
-    ) -> Result<(String, String), String> {
+    fn routed(r: &Router, method: &str, host: Option<&str>, path: &str) -> Result<(String, String), String> {
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         r.route(&method, host, path, None)
-            .map(|m| {
-                (
-                    m.route.path.clone() + m.route.host.as_deref().unwrap_or(""),
-                    m.upstream_path_and_query,
-                )
-            })
+            .map(|m| (m.route.path.clone() + m.route.host.as_deref().unwrap_or(""), m.upstream_path_and_query))
             .map_err(|e| match e {
                 RouteError::BadPath(_) => "bad_path".to_owned(),
                 RouteError::NoRoute => "no_route".to_owned(),
@@ -246,35 +217,14 @@ upstream = "builtin:echo"
         let r = router(TABLE);
         let ok = |p: &str, up: &str| Ok((p.to_owned(), up.to_owned()));
         assert_eq!(routed(&r, "GET", None, "/public"), ok("/public", "/public"));
-        assert_eq!(
-            routed(&r, "GET", None, "/public/x"),
-            ok("/public", "/public/x")
-        );
-        assert_eq!(
-            routed(&r, "GET", None, "/publicity"),
-            Err("no_route".into())
-        );
-        assert_eq!(
-            routed(&r, "GET", None, "/public-admin"),
-            Err("no_route".into())
-        );
-        assert_eq!(
-            routed(&r, "GET", None, "/public/../admin"),
-            ok("/admin", "/base/")
-        );
-        assert_eq!(
-            routed(&r, "GET", None, "/public/%2e%2e/admin/x"),
-            ok("/admin", "/base/x")
-        );
+        assert_eq!(routed(&r, "GET", None, "/public/x"), ok("/public", "/public/x"));
+        assert_eq!(routed(&r, "GET", None, "/publicity"), Err("no_route".into()));
+        assert_eq!(routed(&r, "GET", None, "/public-admin"), Err("no_route".into()));
+        assert_eq!(routed(&r, "GET", None, "/public/../admin"), ok("/admin", "/base/"));
+        assert_eq!(routed(&r, "GET", None, "/public/%2e%2e/admin/x"), ok("/admin", "/base/x"));
         assert_eq!(routed(&r, "GET", None, "//admin"), ok("/admin", "/base/"));
-        assert_eq!(
-            routed(&r, "GET", None, "/admin%2fx"),
-            Err("bad_path".into())
-        );
-        assert_eq!(
-            routed(&r, "GET", None, "/administrator"),
-            Err("no_route".into())
-        );
+        assert_eq!(routed(&r, "GET", None, "/admin%2fx"), Err("bad_path".into()));
+        assert_eq!(routed(&r, "GET", None, "/administrator"), Err("no_route".into()));
         assert_eq!(routed(&r, "GET", None, "/ADMIN/x"), Err("no_route".into()));
     }
 
@@ -282,30 +232,16 @@ upstream = "builtin:echo"
     fn host_and_method_narrow_the_match() {
         let r = router(TABLE);
         let ok = |p: &str, up: &str| Ok((p.to_owned(), up.to_owned()));
-        assert_eq!(
-            routed(&r, "GET", Some("api.example.com"), "/admin/x"),
-            ok("/adminapi.example.com", "/admin/x")
-        );
-        assert_eq!(
-            routed(&r, "GET", Some("other.example.com"), "/admin/x"),
-            ok("/admin", "/base/x")
-        );
-        assert_eq!(
-            routed(&r, "POST", None, "/api/orders/1"),
-            ok("/api/orders", "/api/orders/1")
-        );
-        assert_eq!(
-            routed(&r, "GET", None, "/api/orders/1"),
-            ok("/api", "/api/orders/1")
-        );
+        assert_eq!(routed(&r, "GET", Some("api.example.com"), "/admin/x"), ok("/adminapi.example.com", "/admin/x"));
+        assert_eq!(routed(&r, "GET", Some("other.example.com"), "/admin/x"), ok("/admin", "/base/x"));
+        assert_eq!(routed(&r, "POST", None, "/api/orders/1"), ok("/api/orders", "/api/orders/1"));
+        assert_eq!(routed(&r, "GET", None, "/api/orders/1"), ok("/api", "/api/orders/1"));
     }
 
     #[test]
     fn query_is_carried_but_never_routed_on() {
         let r = router(TABLE);
-        let m = r
-            .route(&Method::GET, None, "/admin/x", Some("/public"))
-            .unwrap();
+        let m = r.route(&Method::GET, None, "/admin/x", Some("/public")).unwrap();
         assert_eq!(m.route.path, "/admin");
         assert_eq!(m.upstream_path_and_query, "/base/x?/public");
     }
@@ -319,34 +255,15 @@ upstream = "builtin:echo"
         let h = |req| request_host(&parts(req)).map_err(|e| e.to_string());
         let get = || http::Request::get("/x");
         assert_eq!(
-            h(get()
-                .header("host", "Api.Example.com:8443")
-                .body(())
-                .unwrap()),
+            h(get().header("host", "Api.Example.com:8443").body(()).unwrap()),
             Ok(Some("api.example.com".into()))
         );
         assert!(h(get().body(()).unwrap()).is_err(), "HTTP/1.1 without Host");
-        assert!(
-            h(get()
-                .header("host", "a")
-                .header("host", "b")
-                .body(())
-                .unwrap())
-            .is_err()
-        );
+        assert!(h(get().header("host", "a").header("host", "b").body(()).unwrap()).is_err());
         assert!(h(get().header("host", "a@b").body(()).unwrap()).is_err());
-        let absolute = http::Request::get("http://a.example/x")
-            .header("host", "b.example")
-            .body(())
-            .unwrap();
-        assert!(
-            h(absolute).is_err(),
-            "absolute-form authority must agree with Host"
-        );
-        let h2 = http::Request::get("https://a.example/x")
-            .version(http::Version::HTTP_2)
-            .body(())
-            .unwrap();
+        let absolute = http::Request::get("http://a.example/x").header("host", "b.example").body(()).unwrap();
+        assert!(h(absolute).is_err(), "absolute-form authority must agree with Host");
+        let h2 = http::Request::get("https://a.example/x").version(http::Version::HTTP_2).body(()).unwrap();
         assert_eq!(h(h2), Ok(Some("a.example".into())));
     }
 }

@@ -45,21 +45,7 @@ fn is_unreserved(b: u8) -> bool {
 /// Bytes allowed raw in a path segment (RFC 3986 `pchar` minus `%`).
 fn is_pchar(b: u8) -> bool {
     is_unreserved(b)
-        || matches!(
-            b,
-            b'!' | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b':'
-                | b'@'
-        )
+        || matches!(b, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@')
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -78,10 +64,9 @@ fn normalize_segment(segment: &str, out: &mut String) -> Result<(), NormalizeErr
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'%' {
-            let (Some(hi), Some(lo)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            ) else {
+            let (Some(hi), Some(lo)) =
+                (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex))
+            else {
                 return Err(NormalizeError::BadEscape);
             };
             let decoded = hi << 4 | lo;
@@ -152,11 +137,7 @@ mod tests {
     use super::*;
 
     fn check(input: &str, expected: Result<&str, NormalizeError>) {
-        assert_eq!(
-            normalize(input).as_deref().map_err(|e| *e),
-            expected,
-            "input: {input:?}"
-        );
+        assert_eq!(normalize(input).as_deref().map_err(|e| *e), expected, "input: {input:?}");
     }
 
     #[test]
@@ -208,12 +189,7 @@ mod tests {
 
     #[test]
     fn normalizing_twice_changes_nothing() {
-        for input in [
-            "/a/./b/../c//d/",
-            "/%7e/%41%2a",
-            "/x/%2e/y",
-            "/a%20b/%c3%a9",
-        ] {
+        for input in ["/a/./b/../c//d/", "/%7e/%41%2a", "/x/%2e/y", "/a%20b/%c3%a9"] {
             let once = normalize(input).unwrap();
             assert_eq!(normalize(&once).unwrap(), once, "{input}");
         }

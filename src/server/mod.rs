@@ -126,21 +126,16 @@ impl Gateway {
         let bind = |addr: Option<SocketAddr>| async move {
             match addr {
                 None => Ok(None),
-                Some(addr) => TcpListener::bind(addr)
-                    .await
-                    .map(Some)
-                    .map_err(|source| ServerError::Bind { addr, source }),
+                Some(addr) => {
+                    TcpListener::bind(addr).await.map(Some).map_err(|source| ServerError::Bind { addr, source })
+                }
             }
         };
         let http = bind(server.http).await?;
         let https = bind(server.https).await?;
         let admin = bind(server.admin).await?;
         let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
-        let addresses = Addresses {
-            http: local(&http),
-            https: local(&https),
-            admin: local(&admin),
-        };
+        let addresses = Addresses { http: local(&http), https: local(&https), admin: local(&admin) };
         let limits = server.limits.clone();
         let health = Arc::new(Health::default());
         let state = Arc::new(ArcSwap::from_pointee(state));
@@ -152,38 +147,18 @@ impl Gateway {
         });
         let (stop, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        for (listener, kind) in [
-            (http, Kind::Plain),
-            (https, Kind::Tls),
-            (admin, Kind::Admin),
-        ] {
+        for (listener, kind) in [(http, Kind::Plain), (https, Kind::Tls), (admin, Kind::Admin)] {
             if let Some(listener) = listener {
-                tasks.spawn(accept_loop(
-                    listener,
-                    kind,
-                    shared.clone(),
-                    stop.subscribe(),
-                ));
+                tasks.spawn(accept_loop(listener, kind, shared.clone(), stop.subscribe()));
             }
         }
-        for (name, addr) in [
-            ("http", addresses.http),
-            ("https", addresses.https),
-            ("admin", addresses.admin),
-        ] {
+        for (name, addr) in [("http", addresses.http), ("https", addresses.https), ("admin", addresses.admin)] {
             if let Some(addr) = addr {
                 tracing::info!(listener = name, %addr, "listening");
             }
         }
         health.ready.store(true, Ordering::Release);
-        Ok(Gateway {
-            addresses,
-            health,
-            state,
-            stop,
-            tasks,
-            grace: limits.shutdown_grace,
-        })
+        Ok(Gateway { addresses, health, state, stop, tasks, grace: limits.shutdown_grace })
     }
 
     /// Drains: readiness goes false, listeners close, open connections finish
@@ -194,9 +169,7 @@ impl Gateway {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
         // Every connection holds a receiver until it has finished draining.
-        let drained = tokio::time::timeout(self.grace, self.stop.closed())
-            .await
-            .is_ok();
+        let drained = tokio::time::timeout(self.grace, self.stop.closed()).await.is_ok();
         if !drained {
             tracing::warn!(grace = ?self.grace, "connections still open after shutdown_grace; closing them");
         }
@@ -225,12 +198,7 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    kind: Kind,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn accept_loop(listener: TcpListener, kind: Kind, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(5);
     loop {
         let permit = tokio::select! {
@@ -294,9 +262,7 @@ async fn serve_connection(
             let timeout = state.config.server.limits.tls_handshake_timeout;
             drop(state);
             match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => {
-                    serve_http(stream, Downstream { peer, tls: true }, &shared, stop).await
-                }
+                Ok(Ok(stream)) => serve_http(stream, Downstream { peer, tls: true }, &shared, stop).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
@@ -304,12 +270,8 @@ async fn serve_connection(
     }
 }
 
-async fn serve_http<IO>(
-    io: IO,
-    downstream: Downstream,
-    shared: &Arc<Shared>,
-    stop: watch::Receiver<bool>,
-) where
+async fn serve_http<IO>(io: IO, downstream: Downstream, shared: &Arc<Shared>, stop: watch::Receiver<bool>)
+where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let state = shared.state.clone();
@@ -317,8 +279,6 @@ async fn serve_http<IO>(
         let state = state.load_full();
         async move { Ok::<_, Infallible>(crate::proxy::handle(request, downstream, &state).await) }
     });
-    let conn = shared
-        .http
-        .serve_connection_with_upgrades(TokioIo::new(io), service);
+    let conn = shared.http.serve_connection_with_upgrades(TokioIo::new(io), service);
     drain_on_stop!(conn, stop, downstream.peer);
 }

@@ -17,10 +17,7 @@ use crate::auth::keys::{LoadMode, write_private_file};
 use crate::config::{Diagnostic, Tls};
 
 pub fn acceptor(tls: &Tls, mode: LoadMode) -> Result<TlsAcceptor, Diagnostic> {
-    let error = |message: String| Diagnostic {
-        location: tls.location.clone(),
-        message,
-    };
+    let error = |message: String| Diagnostic { location: tls.location.clone(), message };
     if tls.self_signed && !(tls.cert_file.exists() && tls.key_file.exists()) {
         if mode == LoadMode::CheckOnly {
             // Nothing to check yet: it will be generated at start.
@@ -68,11 +65,7 @@ fn server_config_for((certs, key): Pair) -> Result<TlsAcceptor, String> {
 }
 
 fn self_signed_names() -> Vec<String> {
-    vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ]
+    vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()]
 }
 
 fn generate_self_signed_pem() -> Result<(String, String), String> {
