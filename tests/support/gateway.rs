@@ -1,0 +1,95 @@
+//! The real gateway, in-process, on free loopback ports, with keys of every family.
+
+use std::net::SocketAddr;
+
+use authgate::Gateway;
+use authgate::auth::keys::LoadMode;
+use authgate::config::Config;
+use tempfile::TempDir;
+
+use super::tokens;
+
+#[derive(Default)]
+pub struct Options {
+    /// Also listen with TLS (self-signed).
+    pub tls: bool,
+    /// Extra lines inside `[server]` (e.g. `trusted_proxies = [...]`).
+    pub server: String,
+    /// Extra lines inside `[server.limits]`.
+    pub limits: String,
+}
+
+pub struct TestGateway {
+    pub http: SocketAddr,
+    pub https: Option<SocketAddr>,
+    pub admin: SocketAddr,
+    pub dir: TempDir,
+    gateway: Option<Gateway>,
+}
+
+impl TestGateway {
+    /// Starts a gateway with `rest` (routes, `[headers]`, ...) appended to a base config.
+    pub async fn start(rest: &str) -> TestGateway {
+        Self::start_with(rest, Options::default()).await
+    }
+
+    pub async fn start_with(rest: &str, options: Options) -> TestGateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = config_text(&dir, rest, &options);
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, &src).expect("write config");
+        let config = Config::from_str(&src, &path).unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{src}"));
+        let state = authgate::State::build(config, LoadMode::Run).unwrap_or_else(|e| panic!("state: {e}"));
+        let gateway = Gateway::start(state).await.expect("start gateway");
+        let a = gateway.addresses;
+        TestGateway {
+            http: a.http.expect("http listener"),
+            https: a.https,
+            admin: a.admin.expect("admin listener"),
+            dir,
+            gateway: Some(gateway),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// Drains and stops; returns whether every connection finished in time.
+    pub async fn stop(mut self) -> bool {
+        match self.gateway.take() {
+            Some(g) => g.shutdown().await,
+            None => true,
+        }
+    }
+}
+
+pub fn config_text(dir: &TempDir, rest: &str, options: &Options) -> String {
+    let https = if options.tls { "https = \"127.0.0.1:0\"\n" } else { "" };
+    let tls = if options.tls { "[server.tls]\nself_signed = true\n" } else { "" };
+    format!(
+        r#"[server]
+http = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+{https}{server}
+[server.limits]
+upstream_connect_timeout = "500ms"
+upstream_timeout = "1s"
+header_read_timeout = "2s"
+tls_handshake_timeout = "1s"
+shutdown_grace = "3s"
+{limits}
+{tls}
+[tokens]
+issuer = "authgate"
+audience = "api"
+leeway = "30s"
+signing_key = "es256"
+{keys}
+{rest}
+"#,
+        server = options.server,
+        limits = options.limits,
+        keys = tokens::keys_toml(dir.path()),
+    )
+}
