@@ -61,7 +61,19 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     let mut tcp = TcpStream::connect(addr).await.expect("connect");
     tcp.write_all(request).await.expect("write");
     let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if response_complete(&buf) {
+                break;
+            }
+        }
+    })
+    .await;
     let text = String::from_utf8_lossy(&buf).into_owned();
     let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, text)
@@ -71,4 +83,15 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
 pub async fn raw_get(addr: SocketAddr, target: &str, extra_headers: &str) -> (u16, String) {
     let request = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n{extra_headers}Connection: close\r\n\r\n");
     raw(addr, request.as_bytes()).await
+}
+
+/// Whether `buf` holds a whole response head and its `Content-Length` body.
+fn response_complete(buf: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(buf);
+    let Some(head_end) = text.find("\r\n\r\n") else { return false };
+    let length = text[..head_end]
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+        .and_then(|v| v.parse::<usize>().ok());
+    length.is_some_and(|n| buf.len() >= head_end + 4 + n)
 }
