@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::auth::Verifier;
 use crate::auth::keys::{KeySet, LoadMode};
-use crate::config::{Config, ConfigErrors};
+use crate::config::{Config, ConfigErrors, sort_diagnostics};
 use crate::proxy::client::UpstreamClient;
 use crate::router::Router;
 
@@ -21,6 +21,22 @@ pub struct State {
     pub verifier: Verifier,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub upstream: UpstreamClient,
+}
+
+/// Reads, validates and builds, reporting the file's problems and its keys'
+/// and certificates' problems together. With problems in the file, nothing
+/// is created on disk whatever `mode` says.
+pub fn load(path: &std::path::Path, mode: LoadMode) -> Result<State, ConfigErrors> {
+    let src = crate::config::read(path)?;
+    let (config, mut problems) = Config::parse(&src, path);
+    let mode = if problems.is_empty() { mode } else { LoadMode::CheckOnly };
+    match State::build(config, mode) {
+        Ok(state) if problems.is_empty() => return Ok(state),
+        Ok(_) => {}
+        Err(ConfigErrors(more)) => problems.extend(more),
+    }
+    sort_diagnostics(&mut problems);
+    Err(ConfigErrors(problems))
 }
 
 impl State {

@@ -73,8 +73,7 @@ pub fn init_tracing(format: LogFormat) {
 
 /// Loads and fully builds the state, as `run` would; `CheckOnly` creates nothing on disk.
 fn load_state(path: &std::path::Path, mode: authgate::auth::keys::LoadMode) -> anyhow::Result<authgate::State> {
-    let config = authgate::config::load(path).map_err(ConfigFailure)?;
-    Ok(authgate::State::build(config, mode).map_err(ConfigFailure)?)
+    Ok(authgate::state::load(path, mode).map_err(ConfigFailure)?)
 }
 
 /// Config problems, printed one `FILE:LINE:COL: message` per line.

@@ -8,14 +8,15 @@ use authgate::Gateway;
 use authgate::auth::keys::LoadMode;
 
 pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
-    let config = authgate::config::load(config_path).map_err(super::ConfigFailure)?;
+    // Everything is validated and loaded before any port is bound.
+    let state = super::load_state(config_path, LoadMode::Run)?;
+    let workers = state.config.server.workers;
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.server.workers)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
-        let state = authgate::State::build(config, LoadMode::Run).map_err(super::ConfigFailure)?;
         let gateway = Gateway::start(state).await?;
         tracing::info!(config = %config_path.display(), "authgate ready");
         shutdown_signal().await;

@@ -22,31 +22,44 @@ pub use jsonwebtoken::Algorithm;
 
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let src = std::fs::read_to_string(path).map_err(|e| {
+    let src = read(path)?;
+    Config::from_str(&src, path)
+}
+
+/// Reads a config file's text; a failure is reported at its first line.
+pub fn read(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![Diagnostic {
             location: Location { file: path.into(), line: 1, column: 1 },
             message: format!("cannot read config file: {e}"),
         }])
-    })?;
-    Config::from_str(&src, path)
+    })
 }
 
 impl Config {
     /// Validates config text; `path` names it in errors and anchors relative paths.
     pub fn from_str(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
+        let (config, diagnostics) = Config::parse(src, path);
+        if diagnostics.is_empty() { Ok(config) } else { Err(ConfigErrors(diagnostics)) }
+    }
+
+    /// The config as far as it is valid, and every problem found, in file order.
+    /// Lets a caller check more (keys, certificates) before reporting all at once.
+    pub fn parse(src: &str, path: &Path) -> (Config, Vec<Diagnostic>) {
         let map = SourceMap::new(path, src);
         let (raw, errors) = raw::parse(src);
         let mut diagnostics: Vec<Diagnostic> =
             errors.into_iter().map(|(span, msg)| map.diagnostic(span, msg)).collect();
         let config = validate::validate(raw, &map, &mut diagnostics);
-        if diagnostics.is_empty() {
-            Ok(config)
-        } else {
-            diagnostics.sort_by_key(|d| (d.location.line, d.location.column));
-            diagnostics.dedup();
-            Err(ConfigErrors(diagnostics))
-        }
+        sort_diagnostics(&mut diagnostics);
+        (config, diagnostics)
     }
+}
+
+/// File order, duplicates removed.
+pub fn sort_diagnostics(diagnostics: &mut Vec<Diagnostic>) {
+    diagnostics.sort_by(|a, b| (a.location.line, a.location.column).cmp(&(b.location.line, b.location.column)));
+    diagnostics.dedup();
 }
 
 #[derive(Debug, Clone)]

@@ -1,0 +1,255 @@
+//! The real binary: `check` (with `FILE:LINE:COL` errors, all at once),
+//! `keygen`, `token`, `explain`, and `run` on the shipped `gateway.toml`
+//! exactly as the README's quick start uses it.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use support::client::{get, get_bearer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_authgate");
+
+fn authgate(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("AUTHGATE_CONFIG")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run authgate")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const VALID: &str = r#"[server]
+http = "127.0.0.1:0"
+
+[[tokens.keys]]
+kid = "k"
+algorithm = "ES256"
+private_key_file = "k.pem"
+generate_if_missing = true
+
+[[route]]
+path = "/"
+upstream = "builtin:echo"
+"#;
+
+#[test]
+fn check_reports_every_problem_with_file_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broken = r#"[server]
+http = "127.0.0.1:0"
+
+[server.limits]
+header_read_timeout = "10 seconds"
+
+[tokens]
+leeway = "30s"
+
+[[tokens.keys]]
+kid = "hs"
+algorithm = "none"
+
+[[route]]
+path = "/api"
+uptream = "http://127.0.0.1:9000"
+
+[[route]]
+path = "/admin/../x"
+upstream = "builtin:echo"
+"#;
+    std::fs::write(dir.path().join("gateway.toml"), broken).expect("write");
+    let out = authgate(dir.path(), &["check"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for expected in [
+        "gateway.toml:5:23: invalid duration `10 seconds`",
+        "gateway.toml:12:13: algorithm `none` is never accepted",
+        "gateway.toml:16:1: unknown field `uptream`",
+        "gateway.toml:19:8: route path must be written normalized: `/x`",
+    ] {
+        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+    }
+}
+
+#[test]
+fn check_refuses_weak_hmac_secrets_and_missing_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("short.secret"), "too short\n").expect("write");
+    let config = r#"[server]
+http = "127.0.0.1:0"
+[[tokens.keys]]
+kid = "a"
+algorithm = "HS256"
+secret_file = "short.secret"
+[[tokens.keys]]
+kid = "b"
+algorithm = "ES256"
+public_key_file = "missing.pem"
+[[tokens.keys]]
+kid = "c"
+algorithm = "HS256"
+secret = "also short"
+[[route]]
+path = "/"
+upstream = "builtin:echo"
+"#;
+    std::fs::write(dir.path().join("gateway.toml"), config).expect("write");
+    let out = authgate(dir.path(), &["check"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // The file's own problem and the keys' problems, reported together.
+    for expected in [
+        "gateway.toml:3:1: key `a`: HMAC secret is 9 bytes; at least 32 are required",
+        "gateway.toml:7:1: key `b`: cannot read",
+        "gateway.toml:14:10: HMAC secret of key `c` is shorter than 32 bytes",
+    ] {
+        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+    }
+    assert!(!stderr.contains("too short"), "a secret was echoed: {stderr}");
+}
+
+#[test]
+fn check_accepts_the_shipped_config_and_creates_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.toml");
+    std::fs::copy(&shipped, dir.path().join("gateway.toml")).expect("copy");
+    let out = authgate(dir.path(), &["check"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for expected in
+        ["http   127.0.0.1:8080", "https  127.0.0.1:8443", "admin  127.0.0.1:9090", "/admin", "builtin:echo"]
+    {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+    assert!(!dir.path().join("keys").exists() && !dir.path().join("certs").exists(), "check must not create files");
+}
+
+#[test]
+fn keygen_writes_private_keys_0600_and_prints_the_public_jwk() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for alg in ["ES256", "RS256", "EdDSA", "HS256"] {
+        let file = format!("{alg}.key");
+        let out = authgate(dir.path(), &["keygen", "--alg", alg, "--out", &file]);
+        assert!(out.status.success(), "{alg}: {}", text(&out.stderr));
+        let mode = std::fs::metadata(dir.path().join(&file)).expect("written").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{alg}");
+        if alg == "HS256" {
+            assert!(out.stdout.is_empty());
+        } else {
+            let jwk: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JWK on stdout");
+            assert_eq!(jwk["kid"], alg);
+            assert!(jwk.get("d").is_none(), "{alg}: private part printed");
+        }
+        let again = authgate(dir.path(), &["keygen", "--alg", alg, "--out", &file]);
+        assert_eq!(again.status.code(), Some(1), "{alg}: overwrote an existing key");
+    }
+}
+
+#[test]
+fn token_and_explain_agree_with_the_gateway() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = format!("{VALID}[[route]]\npath = \"/admin\"\nupstream = \"builtin:echo\"\nroles = [\"admin\"]\n");
+    std::fs::write(dir.path().join("gateway.toml"), config).expect("write");
+    let out = authgate(dir.path(), &["token", "--sub", "alice", "--roles", "user", "--ttl", "5m"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let token = text(&out.stdout).trim().to_owned();
+    assert_eq!(token.split('.').count(), 3);
+
+    let allowed = authgate(dir.path(), &["explain", "--token", &token, "GET", "http://localhost/orders/1"]);
+    let stdout = text(&allowed.stdout);
+    assert!(stdout.contains("decision: allow"), "{stdout}");
+    assert!(stdout.contains("sub \"alice\""), "{stdout}");
+
+    let denied = authgate(dir.path(), &["explain", "--token", &token, "GET", "/public/../admin/x"]);
+    let stdout = text(&denied.stdout);
+    assert!(stdout.contains("path:     /admin/x"), "{stdout}");
+    assert!(stdout.contains("decision: deny 403 insufficient_role"), "{stdout}");
+
+    let bad = authgate(dir.path(), &["explain", "GET", "/admin%2fx"]);
+    assert!(text(&bad.stdout).contains("decision: deny 400 bad_path"), "{}", text(&bad.stdout));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// The README's quick start: run on the shipped config, mint tokens, see the
+/// injected headers come back from the echo route, stop with SIGTERM.
+#[tokio::test]
+async fn the_quick_start_works_on_the_shipped_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (http, https, admin) = (free_port(), free_port(), free_port());
+    let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.toml")).expect("read");
+    let config = shipped
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{http}"))
+        .replace("127.0.0.1:8443", &format!("127.0.0.1:{https}"))
+        .replace("127.0.0.1:9090", &format!("127.0.0.1:{admin}"));
+    std::fs::write(dir.path().join("gateway.toml"), config).expect("write");
+    let mut child = Command::new(BIN)
+        .args(["--config", "gateway.toml"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start authgate");
+    let ready = support::eventually(Duration::from_secs(10), || async {
+        let url = format!("http://127.0.0.1:{admin}/readyz");
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<http_body_util::Empty<bytes::Bytes>>();
+        let ok = client.get(url.parse().ok()?).await.ok()?.status() == 200;
+        ok.then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "the gateway did not become ready");
+    assert!(dir.path().join("keys/main.pem").exists(), "the signing key was not generated");
+
+    let mint = |roles: &str| {
+        let out = authgate(dir.path(), &["token", "--sub", "alice", "--roles", roles]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_owned()
+    };
+    let (user, admin_token) = (mint("user"), mint("admin"));
+    let base = format!("http://127.0.0.1:{http}");
+
+    let public = get(&format!("{base}/public/hello"), &[("x-auth-user", "mallory")]).await;
+    assert_eq!(public.status, 200);
+    assert!(public.json()["headers"].get("x-auth-user").is_none());
+    assert_eq!(get(&format!("{base}/anything"), &[]).await.status, 401);
+    let echoed = get_bearer(&format!("{base}/anything"), &user).await;
+    assert_eq!(echoed.status, 200);
+    assert_eq!(echoed.json()["headers"]["x-auth-user"], "alice");
+    assert_eq!(echoed.json()["headers"]["x-auth-roles"], "user");
+    assert_eq!(get_bearer(&format!("{base}/admin/x"), &user).await.status, 403);
+    assert_eq!(get_bearer(&format!("{base}/admin/x"), &admin_token).await.status, 200);
+
+    // A restart keeps the generated key: old tokens stay valid.
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let status = wait(&mut child, Duration::from_secs(10)).expect("exited after SIGTERM");
+    assert!(status.success(), "SIGTERM should exit 0, got {status:?}");
+    let key_before = std::fs::read(dir.path().join("keys/main.pem")).expect("key");
+    let out = authgate(dir.path(), &["explain", "--token", &user, "GET", "/anything"]);
+    assert!(text(&out.stdout).contains("decision: allow"), "{}", text(&out.stdout));
+    assert_eq!(std::fs::read(dir.path().join("keys/main.pem")).expect("key"), key_before);
+}
+
+fn wait(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    None
+}

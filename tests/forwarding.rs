@@ -1,0 +1,83 @@
+//! Forwarding faults and limits: an upstream that refuses (502) or stalls
+//! its headers (504), request heads over the size and count limits (431),
+//! and the admin listener's probes.
+
+mod support;
+
+use support::client::{get, get_bearer, raw};
+use support::gateway::{Options, TestGateway};
+use support::tokens::{claims, sign};
+use support::upstream::Upstream;
+
+#[tokio::test]
+async fn a_refusing_upstream_is_502_and_a_stalling_one_504() {
+    let up = Upstream::start().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    // Nothing listens there any more.
+    let rest = format!(
+        "[[route]]\npath = \"/down\"\nupstream = \"http://{closed}\"\nauth = \"none\"\n\
+         [[route]]\npath = \"/\"\nupstream = \"{}\"\nauth = \"none\"\n",
+        up.url()
+    );
+    let gw = TestGateway::start(&rest).await;
+    let down = get(&gw.url("/down/x"), &[]).await;
+    assert_eq!((down.status, down.code().as_str()), (502, "upstream_unavailable"));
+    assert!(!String::from_utf8_lossy(&down.body).contains(&closed.port().to_string()), "internal address leaked");
+
+    let started = std::time::Instant::now();
+    let slow = get(&gw.url("/slow"), &[]).await;
+    assert_eq!((slow.status, slow.code().as_str()), (504, "upstream_timeout"));
+    assert!(started.elapsed() < std::time::Duration::from_millis(2500), "upstream_timeout is 1 s");
+    assert_eq!(get(&gw.url("/fine"), &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn request_heads_over_the_limits_are_431() {
+    let up = Upstream::start().await;
+    let options = Options { limits: "max_header_bytes = 8192\nmax_headers = 50".into(), ..Options::default() };
+    let gw = TestGateway::start_with(
+        &format!("[[route]]\npath = \"/\"\nupstream = \"{}\"\nauth = \"none\"\n", up.url()),
+        options,
+    )
+    .await;
+    let big = "a".repeat(9000);
+    let too_large = get(&gw.url("/x"), &[("x-big", big.as_str())]).await;
+    assert_eq!(too_large.status, 431);
+
+    let huge =
+        format!("GET /x HTTP/1.1\r\nHost: localhost\r\nX-Huge: {}\r\nConnection: close\r\n\r\n", "a".repeat(64 * 1024));
+    assert_eq!(raw(gw.http, huge.as_bytes()).await.0, 431);
+
+    let many: String = (0..60).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let request = format!("GET /x HTTP/1.1\r\nHost: localhost\r\n{many}Connection: close\r\n\r\n");
+    assert_eq!(raw(gw.http, request.as_bytes()).await.0, 431);
+
+    assert_eq!(up.count(), 0);
+    assert_eq!(get(&gw.url("/x"), &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_token_over_8_kib_is_refused_without_parsing() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&format!("[[route]]\npath = \"/\"\nupstream = \"{}\"\n", up.url())).await;
+    let dots = ".".repeat(10_000);
+    let reply = get_bearer(&gw.url("/x"), &format!("a{dots}b")).await;
+    assert_eq!((reply.status, reply.code().as_str()), (401, "invalid_token"));
+    let ok = get_bearer(&gw.url("/x"), &sign("es256", &claims("alice", &[]))).await;
+    assert_eq!(ok.status, 200);
+}
+
+#[tokio::test]
+async fn probes_on_the_admin_listener() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&format!("[[route]]\npath = \"/\"\nupstream = \"{}\"\n", up.url())).await;
+    let admin = format!("http://{}", gw.admin);
+    assert_eq!(get(&format!("{admin}/healthz"), &[]).await.status, 200);
+    let ready = get(&format!("{admin}/readyz"), &[]).await;
+    assert_eq!((ready.status, ready.json()["status"].as_str()), (200, Some("ready")));
+    assert_eq!(get(&format!("{admin}/nope"), &[]).await.status, 404);
+    // Probes never go through routing or authentication, and the data port has no probes.
+    assert_eq!(get(&gw.url("/healthz"), &[]).await.status, 401);
+    assert_eq!(up.count(), 0);
+    assert!(gw.stop().await, "an idle gateway drains at once");
+}
