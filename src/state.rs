@@ -57,6 +57,7 @@ impl State {
         let Some(keys) = keys.filter(|_| errors.is_empty()) else {
             return Err(ConfigErrors(errors));
         };
+        warn_about_inactive_sections(&config);
         let verifier = Verifier::new(&config.tokens, &keys);
         Ok(State {
             router: Router::new(config.routes.clone()),
@@ -66,5 +67,19 @@ impl State {
             upstream: UpstreamClient::new(&config.server.limits),
             config,
         })
+    }
+}
+
+/// Sections that are validated now but served by later work: say so rather
+/// than let an operator believe they are in force. Each fails closed meanwhile.
+fn warn_about_inactive_sections(config: &Config) {
+    if config.login.enabled {
+        tracing::warn!("[login] is enabled, but the login endpoints are not implemented in this version; /auth/* falls through to the routes");
+    }
+    if !config.tokens.trusted.is_empty() {
+        tracing::warn!("[[tokens.trusted]] issuers are not implemented in this version; their tokens are refused");
+    }
+    if matches!(config.store, crate::config::Store::Redis { .. }) {
+        tracing::warn!("backend = \"redis\" is not implemented in this version; no revocation is checked");
     }
 }
