@@ -58,7 +58,7 @@ impl Config {
 
 /// File order, duplicates removed.
 pub fn sort_diagnostics(diagnostics: &mut Vec<Diagnostic>) {
-    diagnostics.sort_by(|a, b| (a.location.line, a.location.column).cmp(&(b.location.line, b.location.column)));
+    diagnostics.sort_by_key(|d| (d.location.line, d.location.column));
     diagnostics.dedup();
 }
 
