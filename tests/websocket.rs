@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 
 /// An echo WebSocket server; sends back the `x-auth-user` it saw as its first message.
+#[allow(clippy::result_large_err, reason = "the callback's signature is tungstenite's")]
 async fn websocket_upstream() -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
