@@ -27,6 +27,8 @@ pub enum GatewayError {
     PayloadTooLarge,
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    #[error("method not allowed: {0}")]
+    MethodNotAllowed(http::Method),
     #[error("not found")]
     NotFound,
     #[error("draining")]
@@ -101,6 +103,9 @@ impl GatewayError {
                 a(S::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
             }
             GatewayError::BadRequest(_) => a(S::BAD_REQUEST, "bad_request", "the request is malformed"),
+            GatewayError::MethodNotAllowed(_) => {
+                a(S::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed through the gateway")
+            }
             GatewayError::NotFound => a(S::NOT_FOUND, "not_found", "not found"),
             GatewayError::Draining => a(S::SERVICE_UNAVAILABLE, "draining", "the gateway is shutting down"),
         }

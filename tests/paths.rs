@@ -86,6 +86,9 @@ async fn request_target_forms_and_hosts() {
         ("GET /public/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n", 400),
         ("GET /public/x HTTP/1.1\r\nHost: a@b\r\n", 400),
         ("GET /public/x HTTP/1.0\r\n", 200),
+        ("TRACE /public/x HTTP/1.1\r\nHost: localhost\r\n", 405),
+        ("CONNECT localhost:80 HTTP/1.1\r\nHost: localhost:80\r\n", 400),
+        ("GET public/x HTTP/1.1\r\nHost: localhost\r\n", 400),
     ];
     for (head, status) in cases {
         let before = up.count();

@@ -76,10 +76,8 @@ impl SourceMap {
 
     /// The directory relative paths in the file are resolved against.
     pub fn base_dir(&self) -> PathBuf {
-        match self.file.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        }
+        // `gateway.toml` has the parent "": paths then stay relative to the working directory.
+        self.file.parent().map(Path::to_path_buf).unwrap_or_default()
     }
 
     pub fn location(&self, offset: usize) -> Location {

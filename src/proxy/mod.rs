@@ -56,6 +56,10 @@ async fn serve(
     if parts.headers.len() > limits.max_headers || headers::head_size(&parts.headers) > limits.max_header_bytes {
         return Err(GatewayError::HeadersTooLarge);
     }
+    // TRACE would reflect the injected identity (and any cookie) back to the client.
+    if parts.method == http::Method::TRACE {
+        return Err(GatewayError::MethodNotAllowed(parts.method));
+    }
     let target = state.router.route_request(&parts)?;
     let identity = auth::authenticate(&parts.headers, target.route.auth, &state.verifier)?;
     let authorized = auth::authorize(target.route, identity)?;
