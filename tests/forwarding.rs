@@ -81,3 +81,32 @@ async fn probes_on_the_admin_listener() {
     assert_eq!(up.count(), 0);
     assert!(gw.stop().await, "an idle gateway drains at once");
 }
+
+#[tokio::test]
+async fn a_client_that_trickles_its_head_is_closed_at_the_header_read_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start().await;
+    let gw =
+        TestGateway::start(&format!("[[route]]\npath = \"/\"\nupstream = \"{}\"\nauth = \"none\"\n", up.url())).await;
+    let mut slow = tokio::net::TcpStream::connect(gw.http).await.expect("connect");
+    let started = std::time::Instant::now();
+    slow.write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\n").await.expect("write");
+    let closed = async {
+        let mut buf = [0u8; 1024];
+        // One header byte every 300 ms: never a complete head.
+        loop {
+            tokio::select! {
+                read = slow.read(&mut buf) => if matches!(read, Ok(0) | Err(_)) { return true } else { continue },
+                () = tokio::time::sleep(std::time::Duration::from_millis(300)) => {
+                    if slow.write_all(b"X").await.is_err() { return true }
+                }
+            }
+        }
+    };
+    // header_read_timeout is 2 s in the test config.
+    let result = tokio::time::timeout(std::time::Duration::from_secs(6), closed).await;
+    assert_eq!(result, Ok(true), "a trickling client kept its connection");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1800), "closed before the timeout");
+    assert_eq!(get(&gw.url("/x"), &[]).await.status, 200, "other clients are still served");
+    assert_eq!(up.count(), 1);
+}
