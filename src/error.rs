@@ -21,6 +21,8 @@ pub enum GatewayError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error("store failed")]
+    Store(#[from] crate::store::StoreError),
     #[error("request headers exceed the configured limits")]
     HeadersTooLarge,
     #[error("request body exceeds the limit")]
@@ -84,6 +86,12 @@ impl GatewayError {
                 | TokenError::Claims(_)
                 | TokenError::Verification(_),
             )) => bearer(S::UNAUTHORIZED, "invalid_token", "the access token is invalid", "invalid_token"),
+            GatewayError::Auth(AuthError::Revoked) => {
+                bearer(S::UNAUTHORIZED, "token_revoked", "the access token has been revoked", "invalid_token")
+            }
+            GatewayError::Auth(AuthError::StoreUnavailable) => {
+                a(S::SERVICE_UNAVAILABLE, "store_unavailable", "revocations cannot be checked right now")
+            }
             GatewayError::Auth(AuthError::InsufficientRole) => bearer(
                 S::FORBIDDEN,
                 "insufficient_role",
@@ -96,6 +104,9 @@ impl GatewayError {
             GatewayError::Upstream(
                 UpstreamError::Unavailable(_) | UpstreamError::BadUpgrade(_) | UpstreamError::Request(_),
             ) => a(S::BAD_GATEWAY, "upstream_unavailable", "the upstream could not be reached"),
+            GatewayError::Store(_) => {
+                a(S::SERVICE_UNAVAILABLE, "store_unavailable", "the store cannot be reached right now")
+            }
             GatewayError::HeadersTooLarge => {
                 a(S::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "the request headers are too large")
             }

@@ -21,11 +21,13 @@
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod endpoints;
 pub mod error;
 pub mod proxy;
 pub mod router;
 pub mod server;
 pub mod state;
+pub mod store;
 
 pub use server::Gateway;
 pub use state::State;

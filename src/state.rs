@@ -21,6 +21,8 @@ pub struct State {
     pub verifier: Verifier,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub upstream: UpstreamClient,
+    /// The store and its denylist copy; `None` for dry runs (`check`, `explain`).
+    pub stores: Option<Arc<crate::store::Stores>>,
 }
 
 /// Reads, validates and builds, reporting the file's problems and its keys'
@@ -65,6 +67,7 @@ impl State {
             verifier,
             tls,
             upstream: UpstreamClient::new(&config.server.limits),
+            stores: None,
             config,
         })
     }
@@ -80,8 +83,5 @@ fn warn_about_inactive_sections(config: &Config) {
     }
     if !config.tokens.trusted.is_empty() {
         tracing::warn!("[[tokens.trusted]] issuers are not implemented in this version; their tokens are refused");
-    }
-    if matches!(config.store, crate::config::Store::Redis { .. }) {
-        tracing::warn!("backend = \"redis\" is not implemented in this version; no revocation is checked");
     }
 }

@@ -9,12 +9,14 @@
 pub mod extract;
 pub mod keys;
 pub mod mint;
+pub mod password;
 pub mod policy;
 pub mod verify;
 
 use http::HeaderMap;
 
-use crate::config::AuthMode;
+use crate::config::{AuthMode, OnUnavailable};
+use crate::store::Stores;
 pub use policy::{Authorized, authorize};
 pub use verify::{Identity, TokenError, Verifier};
 
@@ -26,6 +28,10 @@ pub enum AuthError {
     Token(#[from] TokenError),
     #[error("caller lacks the route's role")]
     InsufficientRole,
+    #[error("token revoked")]
+    Revoked,
+    #[error("the denylist copy is not confirmed current")]
+    StoreUnavailable,
 }
 
 /// Finds and verifies the caller's token as the route's `auth` mode asks.
@@ -39,4 +45,23 @@ pub fn authenticate(headers: &HeaderMap, mode: AuthMode, verifier: &Verifier) ->
         None if mode == AuthMode::Optional => Ok(None),
         None => Err(AuthError::MissingToken),
     }
+}
+
+/// SPEC §3 step 6: the token's `jti`, and its subject's cut-off, against the
+/// in-process denylist copy. No network round trip. While the copy cannot
+/// be confirmed current, `on_unavailable` decides.
+pub fn check_revocation(identity: &Identity, stores: Option<&Stores>) -> Result<(), AuthError> {
+    let Some(stores) = stores else { return Ok(()) };
+    if !stores.is_current() {
+        match stores.on_unavailable {
+            OnUnavailable::Deny => return Err(AuthError::StoreUnavailable),
+            OnUnavailable::Allow => {
+                tracing::error!(sub = %identity.sub, "denylist not confirmed current; letting the request through (on_unavailable = allow)");
+            }
+        }
+    }
+    if stores.denylist.is_revoked(&identity.jti, &identity.sub, identity.issued_at) {
+        return Err(AuthError::Revoked);
+    }
+    Ok(())
 }

@@ -58,6 +58,7 @@ mod tests {
             roles: roles.iter().map(|r| r.to_string()).collect(),
             jti: "j".into(),
             expires_at: u64::MAX,
+            issued_at: 0,
             claims: Default::default(),
         })
     }

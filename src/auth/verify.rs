@@ -59,6 +59,8 @@ pub struct Identity {
     pub jti: String,
     /// `exp`, seconds since the epoch.
     pub expires_at: u64,
+    /// `iat`, seconds since the epoch.
+    pub issued_at: u64,
     /// Every claim, as verified.
     pub claims: Map<String, Value>,
 }
@@ -207,7 +209,8 @@ impl Verifier {
         }
         let expires_at = numeric_date("exp")?;
         numeric_date("nbf")?;
-        if numeric_date("iat")? > now.saturating_add(self.leeway) {
+        let issued_at = numeric_date("iat")?;
+        if issued_at > now.saturating_add(self.leeway) {
             return Err(TokenError::Claims("iat is in the future"));
         }
         let roles = match claims.get("roles") {
@@ -219,6 +222,6 @@ impl Verifier {
                 .ok_or(TokenError::Claims("roles is not an array of strings"))?,
             Some(_) => return Err(TokenError::Claims("roles is not an array of strings")),
         };
-        Ok(Identity { sub, roles, jti, expires_at, claims })
+        Ok(Identity { sub, roles, jti, expires_at, issued_at, claims })
     }
 }

@@ -6,8 +6,10 @@
 mod check;
 mod explain;
 mod keygen;
+mod revoke;
 mod run;
 mod token;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +51,11 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Dry run: which route matches, which rule allows or denies, and why
     Explain(explain::ExplainArgs),
+    /// Revoke one token (--jti) or every token of a subject issued so far (--sub), in the configured store
+    Revoke(revoke::RevokeArgs),
+    /// Manage users in the configured store
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -58,6 +65,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Keygen(k) => keygen::keygen(&k),
         Command::Token(t) => token::token(&args.config, &t),
         Command::Explain(e) => explain::explain(&args.config, &e),
+        Command::Revoke(r) => revoke::revoke(&args.config, &r),
+        Command::User(u) => user::user(&args.config, &u),
     }
 }
 
@@ -89,3 +98,17 @@ impl std::fmt::Display for ConfigFailure {
 }
 
 impl std::error::Error for ConfigFailure {}
+
+/// Runs a store command on a small runtime of its own.
+fn with_store<T>(
+    config_path: &std::path::Path,
+    f: impl AsyncFnOnce(&authgate::config::Config, &dyn authgate::store::Store) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    use anyhow::Context;
+    let config = authgate::config::load(config_path).map_err(ConfigFailure)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let store = authgate::store::open(&config.store).await.context("cannot open the store")?;
+        f(&config, &*store).await
+    })
+}

@@ -9,7 +9,7 @@ use authgate::auth::keys::LoadMode;
 
 pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     // Everything is validated and loaded before any port is bound.
-    let state = super::load_state(config_path, LoadMode::Run)?;
+    let mut state = super::load_state(config_path, LoadMode::Run)?;
     let workers = state.config.server.workers;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
@@ -17,6 +17,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
+        let stores = authgate::store::Stores::start(&state.config).await.context("cannot open the store")?;
+        state.stores = Some(std::sync::Arc::new(stores));
         let gateway = Gateway::start(state).await?;
         tracing::info!(config = %config_path.display(), "authgate ready");
         shutdown_signal().await;

@@ -188,7 +188,32 @@ pub struct TrustedIssuer {
 #[derive(Debug, Clone)]
 pub enum Store {
     Embedded { path: PathBuf },
-    Redis { url: SecretSource, key_prefix: String, on_unavailable: OnUnavailable, max_staleness: Duration },
+    Redis {
+        url: SecretSource,
+        key_prefix: String,
+        on_unavailable: OnUnavailable,
+        max_staleness: Duration,
+        /// Bound on every Redis call.
+        timeout: Duration,
+    },
+}
+
+impl Store {
+    /// What protected routes do while the denylist copy is not confirmed current.
+    pub fn on_unavailable(&self) -> OnUnavailable {
+        match self {
+            Store::Embedded { .. } => OnUnavailable::Deny,
+            Store::Redis { on_unavailable, .. } => *on_unavailable,
+        }
+    }
+
+    /// How long the denylist copy may go unconfirmed.
+    pub fn max_staleness(&self) -> Duration {
+        match self {
+            Store::Embedded { .. } => Duration::from_secs(2),
+            Store::Redis { max_staleness, .. } => *max_staleness,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

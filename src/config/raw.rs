@@ -117,6 +117,7 @@ pub struct RawStore {
     pub key_prefix: Option<S<String>>,
     pub on_unavailable: Option<S<String>>,
     pub max_staleness: Option<S<String>>,
+    pub timeout: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -452,7 +452,8 @@ fn store(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawStore>>) -> Store {
     let default = super::raw::RawStore::default();
     let r = raw.map_or(&default, |r| r.get_ref());
     let backend = r.backend.as_ref().map_or("embedded", |b| b.get_ref().as_str());
-    let redis_only: [(&str, Option<Range<usize>>); 5] = [
+    let redis_only: [(&str, Option<Range<usize>>); 6] = [
+        ("timeout", r.timeout.as_ref().map(S::span)),
         ("url", r.url.as_ref().map(S::span)),
         ("url_env", r.url_env.as_ref().map(S::span)),
         ("key_prefix", r.key_prefix.as_ref().map(S::span)),
@@ -507,6 +508,7 @@ fn store(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawStore>>) -> Store {
                 key_prefix: r.key_prefix.as_ref().map_or_else(|| "authgate:".to_owned(), |p| p.get_ref().clone()),
                 on_unavailable,
                 max_staleness: c.duration(&r.max_staleness, Duration::from_secs(2)),
+                timeout: c.duration(&r.timeout, Duration::from_millis(500)),
             }
         }
         other => {

@@ -209,6 +209,7 @@ mod tests {
             roles: vec!["user".into(), "ops".into()],
             jti: "j".into(),
             expires_at: 0,
+            issued_at: 0,
             claims: claims.as_object().unwrap().clone(),
         }
     }

@@ -60,8 +60,14 @@ async fn serve(
     if parts.method == http::Method::TRACE {
         return Err(GatewayError::MethodNotAllowed(parts.method));
     }
+    if let Some(endpoint) = crate::endpoints::find(&parts, state) {
+        return crate::endpoints::serve(endpoint, parts, body, state).await;
+    }
     let target = state.router.route_request(&parts)?;
     let identity = auth::authenticate(&parts.headers, target.route.auth, &state.verifier)?;
+    if let Some(identity) = &identity {
+        auth::check_revocation(identity, state.stores.as_deref())?;
+    }
     let authorized = auth::authorize(target.route, identity)?;
     forward(parts, body, target, authorized, downstream, state).await
 }

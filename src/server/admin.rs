@@ -2,22 +2,34 @@
 //!
 //! Separate from the data listeners so probes never pass through routing or
 //! authentication. Ready means: config and keys loaded, listeners bound,
-//! and not draining.
+//! not draining, and the denylist copy confirmed current (unless
+//! `on_unavailable = "allow"`).
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use serde_json::json;
 
 use super::Health;
 use crate::body::{self, Body};
+use crate::config::OnUnavailable;
 use crate::state::State;
 
-pub fn handle<B>(request: &Request<B>, health: &Health, _state: &State) -> Response<Body> {
+pub fn handle<B>(request: &Request<B>, health: &Health, state: &State) -> Response<Body> {
+    let store = state.stores.as_deref();
+    let store_ok = store.is_none_or(|s| s.is_current() || s.on_unavailable == OnUnavailable::Allow);
+    let staleness_ms = store.and_then(|s| s.denylist.staleness()).map(|d| d.as_millis() as u64);
     let (status, document) = match (request.method().as_str(), request.uri().path()) {
         ("GET" | "HEAD", "/healthz") => (StatusCode::OK, json!({"status": "ok"})),
-        ("GET" | "HEAD", "/readyz") if health.is_ready() => (StatusCode::OK, json!({"status": "ready"})),
+        ("GET" | "HEAD", "/readyz") if health.is_ready() && store_ok => {
+            (StatusCode::OK, json!({"status": "ready", "denylist_staleness_ms": staleness_ms}))
+        }
         ("GET" | "HEAD", "/readyz") => {
-            let reason = if health.is_draining() { "draining" } else { "starting" };
-            (StatusCode::SERVICE_UNAVAILABLE, json!({"status": "not_ready", "reason": reason}))
+            let reason = match (health.is_draining(), health.is_ready()) {
+                (true, _) => "draining",
+                (false, false) => "starting",
+                (false, true) => "store_unavailable",
+            };
+            let body = json!({"status": "not_ready", "reason": reason, "denylist_staleness_ms": staleness_ms});
+            (StatusCode::SERVICE_UNAVAILABLE, body)
         }
         _ => (StatusCode::NOT_FOUND, json!({"error": "not_found", "message": "not found"})),
     };

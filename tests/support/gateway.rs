@@ -17,6 +17,10 @@ pub struct Options {
     pub server: String,
     /// Extra lines inside `[server.limits]`.
     pub limits: String,
+    /// The `[store]` section's lines (default: embedded, in the test's directory).
+    pub store: String,
+    /// Serve the gateway endpoints (`[login] enabled = true`).
+    pub endpoints: bool,
 }
 
 pub struct TestGateway {
@@ -39,7 +43,9 @@ impl TestGateway {
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, &src).expect("write config");
         let config = Config::from_str(&src, &path).unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{src}"));
-        let state = authgate::State::build(config, LoadMode::Run).unwrap_or_else(|e| panic!("state: {e}"));
+        let mut state = authgate::State::build(config, LoadMode::Run).unwrap_or_else(|e| panic!("state: {e}"));
+        let stores = authgate::store::Stores::start(&state.config).await.expect("open the store");
+        state.stores = Some(std::sync::Arc::new(stores));
         let gateway = Gateway::start(state).await.expect("start gateway");
         let a = gateway.addresses;
         TestGateway {
@@ -67,6 +73,7 @@ impl TestGateway {
 pub fn config_text(dir: &TempDir, rest: &str, options: &Options) -> String {
     let https = if options.tls { "https = \"127.0.0.1:0\"\n" } else { "" };
     let tls = if options.tls { "[server.tls]\nself_signed = true\n" } else { "" };
+    let login = if options.endpoints { "[login]\nenabled = true\n" } else { "" };
     format!(
         r#"[server]
 http = "127.0.0.1:0"
@@ -86,8 +93,12 @@ audience = "api"
 leeway = "30s"
 signing_key = "es256"
 {keys}
+[store]
+{store}
+{login}
 {rest}
 "#,
+        store = options.store,
         server = options.server,
         limits = options.limits,
         keys = tokens::keys_toml(dir.path()),

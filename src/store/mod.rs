@@ -1,0 +1,209 @@
+//! Stores: users, the revocation denylist, refresh-token families and
+//! login-attempt counters (SPEC §6).
+//!
+//! Owns the four small traits both backends implement and the choice
+//! between them: `embedded` (SQLite in WAL mode: one file, durable at every
+//! acknowledged write, shared safely with the CLI and other processes on the
+//! same host) and `redis` (shared by any number of replicas). The request
+//! path never calls a store: it reads `denylist::Replica`, an in-process
+//! copy that `denylist::follow` keeps current from the store's change feed.
+
+pub mod denylist;
+pub mod embedded;
+pub mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::config::{self, Config, OnUnavailable};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("embedded store")]
+    Embedded(#[source] rusqlite::Error),
+    #[error("redis")]
+    Redis(#[source] ::redis::RedisError),
+    #[error("store call timed out")]
+    Timeout,
+    #[error("store data is malformed: {0}")]
+    Corrupt(&'static str),
+    #[error("store configuration: {0}")]
+    Config(String),
+}
+
+/// A user in the store (or the read-only users file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    /// An argon2id PHC string.
+    pub password_hash: String,
+    pub roles: Vec<String>,
+    pub disabled: bool,
+}
+
+/// One denylist entry. Both kinds expire: a `jti` with its token, a subject
+/// cut-off once no token issued before it can still be valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// This token is revoked until `expires_at` (seconds since the epoch).
+    Jti { jti: String, expires_at: u64 },
+    /// Every token of `sub` issued at or before `before` is revoked.
+    Subject { sub: String, before: u64, expires_at: u64 },
+}
+
+impl Revocation {
+    pub fn expires_at(&self) -> u64 {
+        match self {
+            Revocation::Jti { expires_at, .. } | Revocation::Subject { expires_at, .. } => *expires_at,
+        }
+    }
+}
+
+/// Where a replica is in a store's change feed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Cursor {
+    /// Identifies the store's data set; a different one means the data was lost or replaced.
+    pub epoch: String,
+    /// The last change seen (a stream id, or a row id).
+    pub position: String,
+}
+
+#[derive(Debug)]
+pub enum Changes {
+    /// New entries (possibly none) and the cursor after them.
+    Entries(Vec<Revocation>, Cursor),
+    /// The cursor cannot be resumed: reload. `data_lost`: the store came back
+    /// without its data (restarted empty, flushed), so what replicas know must be written back.
+    Reload { data_lost: bool },
+}
+
+#[async_trait]
+pub trait Users: Send + Sync {
+    /// Creates a user; `false` when the name is taken.
+    async fn create_user(&self, user: &User) -> Result<bool, StoreError>;
+    async fn user(&self, name: &str) -> Result<Option<User>, StoreError>;
+    /// `false` when there is no such user.
+    async fn set_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError>;
+}
+
+#[async_trait]
+pub trait Revocations: Send + Sync {
+    /// Records a revocation; durable and in the change feed when it returns.
+    async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError>;
+    /// Every entry not yet expired at `now`, and the cursor to follow changes from.
+    async fn snapshot(&self, now: u64) -> Result<(Vec<Revocation>, Cursor), StoreError>;
+    /// Changes after `cursor`, waiting up to `wait` for the first one.
+    async fn changes(&self, cursor: &Cursor, wait: Duration) -> Result<Changes, StoreError>;
+    /// Writes back entries a replica still knows after the store lost its data.
+    async fn restore(&self, known: &[Revocation]) -> Result<(), StoreError>;
+}
+
+/// The outcome of presenting a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was current: it is now spent and `new_hash` is current.
+    Rotated { family: String, sub: String },
+    /// The token was already spent: the whole family is now revoked.
+    Reused { family: String, sub: String },
+    /// Unknown, expired, or its family revoked.
+    Invalid,
+}
+
+#[async_trait]
+pub trait RefreshFamilies: Send + Sync {
+    /// Starts a family whose first token has hash `token_hash`.
+    async fn start_family(&self, family: &str, sub: &str, token_hash: &str, expires_at: u64) -> Result<(), StoreError>;
+    /// Spends `old_hash` and makes `new_hash` current, atomically: of two
+    /// concurrent rotations of one token, exactly one gets `Rotated`.
+    async fn rotate(&self, old_hash: &str, new_hash: &str, expires_at: u64, now: u64) -> Result<Rotation, StoreError>;
+    /// The family a token belongs to, while valid.
+    async fn family_of(&self, token_hash: &str, now: u64) -> Result<Option<String>, StoreError>;
+    async fn revoke_family(&self, family: &str) -> Result<(), StoreError>;
+    async fn revoke_families_of(&self, sub: &str) -> Result<(), StoreError>;
+}
+
+/// Failed attempts in the current window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempts {
+    pub count: u32,
+    /// Until the window ends.
+    pub retry_after: Duration,
+}
+
+#[async_trait]
+pub trait LoginAttempts: Send + Sync {
+    /// Counts one failure against `key` in a fixed window of `window`.
+    async fn record_failure(&self, key: &str, window: Duration) -> Result<Attempts, StoreError>;
+    async fn attempts(&self, key: &str) -> Result<Attempts, StoreError>;
+    async fn clear(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// Both backends implement all four.
+pub trait Store: Users + Revocations + RefreshFamilies + LoginAttempts {
+    fn backend(&self) -> &'static str;
+}
+
+/// Opens the configured store (connects, creates the schema; no feed yet).
+pub async fn open(config: &config::Store) -> Result<Arc<dyn Store>, StoreError> {
+    match config {
+        config::Store::Embedded { path } => Ok(Arc::new(embedded::EmbeddedStore::open(path).await?)),
+        config::Store::Redis {
+            url,
+            key_prefix,
+            timeout,
+            ..
+        } => Ok(Arc::new(redis::RedisStore::connect(url, key_prefix, *timeout).await?)),
+    }
+}
+
+/// The live store: the backend, the request path's denylist copy, and the
+/// rule for when that copy cannot be confirmed current.
+pub struct Stores {
+    pub store: Arc<dyn Store>,
+    pub denylist: Arc<denylist::Replica>,
+    pub on_unavailable: OnUnavailable,
+    pub max_staleness: Duration,
+    /// How long a revocation of unknown expiry is kept (see `retention`).
+    pub retention: Duration,
+}
+
+impl Stores {
+    /// Opens the configured store, loads the denylist copy and starts following the feed.
+    /// A store that is down at start is not fatal: the copy stays unconfirmed until it answers.
+    pub async fn start(config: &Config) -> Result<Stores, StoreError> {
+        let store = open(&config.store).await?;
+        let denylist = Arc::new(denylist::Replica::default());
+        denylist::follow(store.clone(), denylist.clone(), config.tokens.leeway.as_secs()).await;
+        Ok(Stores {
+            store,
+            denylist,
+            on_unavailable: config.store.on_unavailable(),
+            max_staleness: config.store.max_staleness(),
+            retention: retention(config),
+        })
+    }
+
+    /// Records a revocation and applies it to this replica at once.
+    pub async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError> {
+        self.store.revoke(revocation).await?;
+        self.denylist.apply(revocation);
+        Ok(())
+    }
+
+    /// Whether the denylist copy is confirmed current.
+    pub fn is_current(&self) -> bool {
+        self.denylist.is_current(self.max_staleness)
+    }
+}
+
+/// How long a revocation without a known expiry is kept: no token we
+/// accept can outlive it.
+pub fn retention(config: &Config) -> Duration {
+    config.tokens.access_ttl.max(config.tokens.refresh_ttl) + config.tokens.leeway
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
