@@ -136,9 +136,14 @@ fn load_key(spec: &KeySpec, mode: LoadMode) -> Result<Loaded, String> {
                     return Ok(Loaded::Pending);
                 }
                 let material = generate(alg)?;
-                write_private_file(path, material.as_bytes())
-                    .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-                tracing::warn!(kid = %spec.kid, path = %path.display(), "generated a new key (generate_if_missing)");
+                match write_private_file(path, material.as_bytes()) {
+                    Ok(()) => {
+                        tracing::warn!(kid = %spec.kid, path = %path.display(), "generated a new key (generate_if_missing)");
+                    }
+                    // Another process created it first: use theirs.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(format!("cannot create {}: {e}", path.display())),
+                }
             }
             let material = read_secret(source)?;
             if is_hmac(alg) {

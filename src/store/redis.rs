@@ -347,6 +347,9 @@ impl Revocations for RedisStore {
 
     async fn restore(&self, known: &[Revocation]) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
+        // Pipelined EVALSHA does not fall back to EVAL, and a Redis that lost
+        // its data lost its script cache too: load the script first.
+        let _: String = self.bounded(self.revoke.prepare_invoke().load_async(&mut conn)).await?;
         for chunk in known.chunks(500) {
             let mut pipe = redis::pipe();
             for r in chunk {
