@@ -52,10 +52,22 @@ macro_rules! contract {
     };
 }
 
-contract!(users, revocations_snapshot_and_feed, feed_waits_then_confirms, refresh_rotation_and_reuse, concurrent_rotation_has_one_winner, login_attempts_window);
+contract!(
+    users,
+    revocations_snapshot_and_feed,
+    feed_waits_then_confirms,
+    refresh_rotation_and_reuse,
+    concurrent_rotation_has_one_winner,
+    login_attempts_window
+);
 
 fn alice() -> User {
-    User { name: "alice".into(), password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(), roles: vec!["user".into(), "ops".into()], disabled: false }
+    User {
+        name: "alice".into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        roles: vec!["user".into(), "ops".into()],
+        disabled: false,
+    }
 }
 
 async fn users(store: &dyn Store) {
@@ -104,7 +116,8 @@ async fn revocations_snapshot_and_feed(store: &dyn Store) {
 async fn feed_waits_then_confirms(store: &dyn Store) {
     let (_, cursor) = store.snapshot(now()).await.expect("snapshot");
     let started = std::time::Instant::now();
-    let Changes::Entries(changes, next) = store.changes(&cursor, Duration::from_millis(400)).await.expect("changes") else {
+    let Changes::Entries(changes, next) = store.changes(&cursor, Duration::from_millis(400)).await.expect("changes")
+    else {
         panic!("resume");
     };
     assert!(changes.is_empty());

@@ -106,7 +106,8 @@ fn with_store<T>(
 ) -> anyhow::Result<T> {
     use anyhow::Context;
     let config = authgate::config::load(config_path).map_err(ConfigFailure)?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
     runtime.block_on(async {
         let store = authgate::store::open(&config.store).await.context("cannot open the store")?;
         f(&config, &*store).await

@@ -187,7 +187,9 @@ pub struct TrustedIssuer {
 
 #[derive(Debug, Clone)]
 pub enum Store {
-    Embedded { path: PathBuf },
+    Embedded {
+        path: PathBuf,
+    },
     Redis {
         url: SecretSource,
         key_prefix: String,

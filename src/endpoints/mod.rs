@@ -40,7 +40,12 @@ pub fn find(parts: &Parts, state: &State) -> Option<Endpoint> {
     }
 }
 
-pub async fn serve(endpoint: Endpoint, parts: Parts, body: Incoming, state: &State) -> Result<Response<Body>, GatewayError> {
+pub async fn serve(
+    endpoint: Endpoint,
+    parts: Parts,
+    body: Incoming,
+    state: &State,
+) -> Result<Response<Body>, GatewayError> {
     match (endpoint, &parts.method) {
         (Endpoint::Revoke, &Method::POST) => revoke::revoke(parts, body, state).await,
         (_, method) => Err(GatewayError::MethodNotAllowed(method.clone())),

@@ -24,7 +24,8 @@ struct RevokeRequest {
 }
 
 pub async fn revoke(parts: Parts, body: Incoming, state: &State) -> Result<Response<Body>, GatewayError> {
-    let caller = auth::authenticate(&parts.headers, AuthMode::Required, &state.verifier)?.ok_or(AuthError::MissingToken)?;
+    let caller =
+        auth::authenticate(&parts.headers, AuthMode::Required, &state.verifier)?.ok_or(AuthError::MissingToken)?;
     auth::check_revocation(&caller, state.stores.as_deref())?;
     if !caller.roles.contains(&state.config.login.admin_role) {
         return Err(AuthError::InsufficientRole.into());

@@ -62,12 +62,8 @@ impl Replica {
 
     /// Every entry, to write back into a store that lost its data.
     pub fn entries(&self) -> Vec<Revocation> {
-        let mut out: Vec<Revocation> = self
-            .jtis
-            .pin()
-            .iter()
-            .map(|(jti, exp)| Revocation::Jti { jti: jti.clone(), expires_at: *exp })
-            .collect();
+        let mut out: Vec<Revocation> =
+            self.jtis.pin().iter().map(|(jti, exp)| Revocation::Jti { jti: jti.clone(), expires_at: *exp }).collect();
         out.extend(self.subjects.pin().iter().map(|(sub, (before, exp))| Revocation::Subject {
             sub: sub.clone(),
             before: *before,

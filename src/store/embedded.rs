@@ -128,7 +128,14 @@ impl Users for EmbeddedStore {
                 c.query_row(
                     "SELECT name, password_hash, roles, disabled FROM users WHERE name = ?1",
                     params![name],
-                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, bool>(3)?)),
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, bool>(3)?,
+                        ))
+                    },
                 )
                 .optional()
             })
@@ -142,8 +149,10 @@ impl Users for EmbeddedStore {
 
     async fn set_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError> {
         let name = name.to_owned();
-        self.with(move |c| c.execute("UPDATE users SET disabled = ?2 WHERE name = ?1", params![name, disabled]).map(|n| n == 1))
-            .await
+        self.with(move |c| {
+            c.execute("UPDATE users SET disabled = ?2 WHERE name = ?1", params![name, disabled]).map(|n| n == 1)
+        })
+        .await
     }
 }
 
@@ -215,7 +224,9 @@ impl Revocations for EmbeddedStore {
                     entries.push(Revocation::Jti { jti, expires_at: to_u64(exp) });
                 }
                 let mut subs = tx.prepare("SELECT sub, before, expires_at FROM revoked_sub")?;
-                for row in subs.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))? {
+                for row in
+                    subs.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?
+                {
                     let (sub, before, exp) = row?;
                     entries.push(Revocation::Subject { sub, before: to_u64(before), expires_at: to_u64(exp) });
                 }
@@ -243,7 +254,13 @@ impl Revocations for EmbeddedStore {
                     )?;
                     let rows = stmt
                         .query_map(params![after], |r| {
-                            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get(3)?, r.get(4)?))
+                            Ok((
+                                r.get::<_, i64>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, String>(2)?,
+                                r.get(3)?,
+                                r.get(4)?,
+                            ))
                         })?
                         .collect::<rusqlite::Result<Vec<(i64, String, String, i64, i64)>>>()?;
                     Ok(Some(rows))
@@ -304,7 +321,9 @@ impl RefreshFamilies for EmbeddedStore {
                      JOIN refresh_families f ON f.family = t.family
                      WHERE t.hash = ?1 AND t.expires_at >= ?2 AND f.expires_at >= ?2",
                     params![old, now],
-                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, String>(2)?, r.get::<_, bool>(3)?)),
+                    |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, String>(2)?, r.get::<_, bool>(3)?))
+                    },
                 )
                 .optional()?;
             let outcome = match row {
@@ -348,14 +367,18 @@ impl RefreshFamilies for EmbeddedStore {
 
     async fn revoke_family(&self, family: &str) -> Result<(), StoreError> {
         let family = family.to_owned();
-        self.with(move |c| c.execute("UPDATE refresh_families SET revoked = 1 WHERE family = ?1", params![family]).map(|_| ()))
-            .await
+        self.with(move |c| {
+            c.execute("UPDATE refresh_families SET revoked = 1 WHERE family = ?1", params![family]).map(|_| ())
+        })
+        .await
     }
 
     async fn revoke_families_of(&self, sub: &str) -> Result<(), StoreError> {
         let sub = sub.to_owned();
-        self.with(move |c| c.execute("UPDATE refresh_families SET revoked = 1 WHERE sub = ?1", params![sub]).map(|_| ()))
-            .await
+        self.with(move |c| {
+            c.execute("UPDATE refresh_families SET revoked = 1 WHERE sub = ?1", params![sub]).map(|_| ())
+        })
+        .await
     }
 }
 

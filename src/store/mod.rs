@@ -149,12 +149,9 @@ pub trait Store: Users + Revocations + RefreshFamilies + LoginAttempts {
 pub async fn open(config: &config::Store) -> Result<Arc<dyn Store>, StoreError> {
     match config {
         config::Store::Embedded { path } => Ok(Arc::new(embedded::EmbeddedStore::open(path).await?)),
-        config::Store::Redis {
-            url,
-            key_prefix,
-            timeout,
-            ..
-        } => Ok(Arc::new(redis::RedisStore::connect(url, key_prefix, *timeout).await?)),
+        config::Store::Redis { url, key_prefix, timeout, .. } => {
+            Ok(Arc::new(redis::RedisStore::connect(url, key_prefix, *timeout).await?))
+        }
     }
 }
 

@@ -190,7 +190,8 @@ async fn client(url: &str) -> Result<Client, StoreError> {
     let service = parts.next().filter(|s| !s.is_empty()).ok_or_else(|| {
         StoreError::Config("redis+sentinel:// URL needs a service name: redis+sentinel://HOST:PORT/SERVICE".into())
     })?;
-    let db: i64 = parts.next().map_or(Ok(0), str::parse).map_err(|_| StoreError::Config("bad database number".into()))?;
+    let db: i64 =
+        parts.next().map_or(Ok(0), str::parse).map_err(|_| StoreError::Config("bad database number".into()))?;
     let scheme = if tls { "rediss" } else { "redis" };
     let nodes: Vec<String> = hosts.split(',').map(|h| format!("{scheme}://{h}")).collect();
     let mut info = redis::RedisConnectionInfo::default().set_db(db);
@@ -252,7 +253,12 @@ impl Users for RedisStore {
             .transpose()
             .map_err(|_| StoreError::Corrupt("user roles"))?
             .unwrap_or_default();
-        Ok(Some(User { name: name.to_owned(), password_hash, roles, disabled: map.get("disabled").is_some_and(|d| d == "1") }))
+        Ok(Some(User {
+            name: name.to_owned(),
+            password_hash,
+            roles,
+            disabled: map.get("disabled").is_some_and(|d| d == "1"),
+        }))
     }
 
     async fn set_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError> {
@@ -329,11 +335,8 @@ impl Revocations for RedisStore {
         }
         let block = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
         let options = redis::streams::StreamReadOptions::default().block(block as usize).count(10_000);
-        let reply: Option<redis::streams::StreamReadReply> = bounded(
-            wait + self.timeout,
-            conn.xread_options(&[&feed_key], &[&cursor.position], &options),
-        )
-        .await?;
+        let reply: Option<redis::streams::StreamReadReply> =
+            bounded(wait + self.timeout, conn.xread_options(&[&feed_key], &[&cursor.position], &options)).await?;
         let mut next = cursor.clone();
         let mut entries = Vec::new();
         for id in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
@@ -368,7 +371,11 @@ impl Revocations for RedisStore {
 impl RefreshFamilies for RedisStore {
     async fn start_family(&self, family: &str, sub: &str, token_hash: &str, expires_at: u64) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let (fkey, tkey, skey) = (self.key(&format!("fam:{family}")), self.key(&format!("rt:{token_hash}")), self.key(&format!("fams:{sub}")));
+        let (fkey, tkey, skey) = (
+            self.key(&format!("fam:{family}")),
+            self.key(&format!("rt:{token_hash}")),
+            self.key(&format!("fams:{sub}")),
+        );
         let at = i64::try_from(expires_at).unwrap_or(i64::MAX);
         let () = self
             .bounded(
@@ -395,7 +402,10 @@ impl RefreshFamilies for RedisStore {
     async fn rotate(&self, old_hash: &str, new_hash: &str, expires_at: u64, _now: u64) -> Result<Rotation, StoreError> {
         let mut conn = self.conn.clone();
         let mut inv = self.rotate.prepare_invoke();
-        inv.key(self.key(&format!("rt:{old_hash}"))).key(self.key(&format!("rt:{new_hash}"))).arg(&self.prefix).arg(expires_at);
+        inv.key(self.key(&format!("rt:{old_hash}")))
+            .key(self.key(&format!("rt:{new_hash}")))
+            .arg(&self.prefix)
+            .arg(expires_at);
         let reply: Vec<String> = self.bounded(inv.invoke_async(&mut conn)).await?;
         Ok(match reply.as_slice() {
             [kind, family, sub] if kind == "rotated" => Rotation::Rotated { family: family.clone(), sub: sub.clone() },
@@ -446,7 +456,8 @@ impl LoginAttempts for RedisStore {
     async fn attempts(&self, key: &str) -> Result<Attempts, StoreError> {
         let mut conn = self.conn.clone();
         let k = self.key(&format!("attempts:{key}"));
-        let (count, ms): (Option<u32>, i64) = self.bounded(redis::pipe().get(&k).pttl(&k).query_async(&mut conn)).await?;
+        let (count, ms): (Option<u32>, i64) =
+            self.bounded(redis::pipe().get(&k).pttl(&k).query_async(&mut conn)).await?;
         Ok(match count {
             Some(count) if ms > 0 => Attempts { count, retry_after: Duration::from_millis(ms as u64) },
             _ => Attempts { count: 0, retry_after: Duration::ZERO },

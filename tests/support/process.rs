@@ -1,0 +1,101 @@
+//! The real binary as a child process: started on free ports, waited for
+//! through `/readyz`, stopped with SIGTERM or SIGKILL.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_authgate");
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+pub struct GatewayProcess {
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    child: Option<Child>,
+}
+
+impl GatewayProcess {
+    /// Writes `config` (with `{HTTP}` and `{ADMIN}` replaced by free ports) to
+    /// `dir/name` and runs the gateway on it until `/readyz` answers at all.
+    pub async fn start(dir: &Path, name: &str, config: &str) -> GatewayProcess {
+        let (http, admin) = (free_port(), free_port());
+        let text =
+            config.replace("{HTTP}", &format!("127.0.0.1:{http}")).replace("{ADMIN}", &format!("127.0.0.1:{admin}"));
+        std::fs::write(dir.join(name), text).expect("write config");
+        let child = Command::new(BIN)
+            .args(["--config", name])
+            .current_dir(dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start authgate");
+        let process = GatewayProcess {
+            http: SocketAddr::from(([127, 0, 0, 1], http)),
+            admin: SocketAddr::from(([127, 0, 0, 1], admin)),
+            child: Some(child),
+        };
+        let admin_url = format!("http://{}/readyz", process.admin);
+        let up = super::eventually(Duration::from_secs(15), || async {
+            let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Empty<bytes::Bytes>>();
+            client.get(admin_url.parse().ok()?).await.ok().map(|_| ())
+        })
+        .await;
+        assert!(up.is_some(), "the gateway did not start");
+        process
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs a CLI command in `dir`; returns (success, stdout, stderr).
+pub fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run authgate");
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.unwrap_or_default().as_bytes());
+    }
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The `jti` claim of a token (read, not verified).
+pub fn jti_of(token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("payload");
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64");
+    let claims: serde_json::Value = serde_json::from_slice(&json).expect("json");
+    claims["jti"].as_str().expect("jti").to_owned()
+}
