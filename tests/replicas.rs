@@ -220,3 +220,72 @@ async fn the_embedded_store_keeps_revocations_and_users_across_restart_and_kill_
     let (ok, _, err) = cli(dir.path(), &["--config", "g.toml", "user", "disable", "carol"], None);
     assert!(ok, "{err}");
 }
+
+#[tokio::test]
+async fn a_paused_redis_is_as_unavailable_as_a_stopped_one() {
+    let redis = RedisServer::start();
+    let dir = setup();
+    let gateway = GatewayProcess::start(dir.path(), "g.toml", &config(&redis_store(&redis))).await;
+    let alice = mint(dir.path(), "g.toml", "alice", "user");
+    assert_eq!(get_bearer(&gateway.url("/api/x"), &alice).await.status, 200);
+    // Every command of every client waits 4 s: calls time out instead of piling up.
+    assert_eq!(redis.cli(&["CLIENT", "PAUSE", "4000", "ALL"]).as_deref(), Some("OK"));
+    let paused = Instant::now();
+    assert!(
+        time_until(&gateway.url("/api/x"), &alice, 503, Duration::from_secs(3)).await.is_some(),
+        "no 503 while Redis is paused"
+    );
+    assert_eq!(get(&gateway.url("/public/x"), &[]).await.status, 200);
+    let back = time_until(&gateway.url("/api/x"), &alice, 200, Duration::from_secs(8)).await;
+    assert!(back.is_some(), "not served again after the pause");
+    assert!(paused.elapsed() >= Duration::from_secs(3), "served again before the pause ended");
+}
+
+#[tokio::test]
+async fn on_unavailable_allow_lets_requests_through_when_redis_is_down() {
+    let mut redis = RedisServer::start();
+    let dir = setup();
+    let store = format!("{}on_unavailable = \"allow\"\n", redis_store(&redis));
+    let gateway = GatewayProcess::start(dir.path(), "g.toml", &config(&store)).await;
+    let (alice, admin) = (mint(dir.path(), "g.toml", "alice", "user"), mint(dir.path(), "g.toml", "root", "admin"));
+    assert_eq!(revoke_via_api(&gateway, &admin, &format!("{{\"jti\":\"{}\"}}", jti_of(&alice))).await, 204);
+    redis.stop();
+    // Past max_staleness (1 s), as the gateway itself reports it.
+    let readyz = format!("http://{}/readyz", gateway.admin);
+    let stale = support::eventually(Duration::from_secs(5), || async {
+        let ms = get(&readyz, &[]).await.json()["denylist_staleness_ms"].as_u64()?;
+        (ms > 1000).then_some(())
+    })
+    .await;
+    assert!(stale.is_some(), "the denylist copy never went stale");
+    assert_eq!(
+        get_bearer(&gateway.url("/api/x"), &admin).await.status,
+        200,
+        "allow: served without a current denylist"
+    );
+    assert_eq!(
+        get_bearer(&gateway.url("/api/x"), &alice).await.status,
+        401,
+        "what the replica knows is still enforced"
+    );
+    assert_eq!(get(&readyz, &[]).await.status, 200, "allow: still ready");
+}
+
+#[tokio::test]
+async fn a_sentinel_url_reaches_the_current_master() {
+    let redis = RedisServer::start();
+    let sentinel = support::redis::Sentinel::watch(&redis, "authgate-master");
+    let dir = setup();
+    let store = format!(
+        "backend = \"redis\"\nurl = \"redis+sentinel://127.0.0.1:{}/authgate-master\"\nmax_staleness = \"1s\"\n",
+        sentinel.port
+    );
+    let gateway = GatewayProcess::start(dir.path(), "g.toml", &config(&store)).await;
+    let (alice, admin) = (mint(dir.path(), "g.toml", "alice", "user"), mint(dir.path(), "g.toml", "root", "admin"));
+    assert!(time_until(&gateway.url("/api/x"), &alice, 200, Duration::from_secs(5)).await.is_some());
+    let jti = jti_of(&alice);
+    assert_eq!(revoke_via_api(&gateway, &admin, &format!("{{\"jti\":\"{jti}\"}}")).await, 204);
+    assert_eq!(get_bearer(&gateway.url("/api/x"), &alice).await.status, 401);
+    let stored = redis.cli(&["ZSCORE", "authgate:deny:jti", &jti]).unwrap_or_default();
+    assert!(!stored.is_empty(), "the revocation did not reach the master");
+}

@@ -80,3 +80,50 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// A real Redis Sentinel (the same binary, `--sentinel`) watching one master.
+pub struct Sentinel {
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Sentinel {
+    pub fn watch(master: &RedisServer, name: &str) -> Sentinel {
+        let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("sentinel.conf");
+        let text = format!(
+            "port {port}\nbind 127.0.0.1\nsentinel monitor {name} 127.0.0.1 {} 1\nsentinel down-after-milliseconds {name} 1000\n",
+            master.port
+        );
+        std::fs::write(&conf, text).expect("write sentinel.conf");
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis sentinel");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new("redis-cli")
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "SENTINEL", "get-master-addr-by-name", name])
+                .output()
+                .ok();
+            if out.is_some_and(|o| String::from_utf8_lossy(&o.stdout).contains(&master.port.to_string())) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the sentinel did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sentinel { port, _dir: dir, child }
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
