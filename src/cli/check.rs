@@ -1,6 +1,8 @@
 //! `authgate check`: validate the config and print what would run.
 
 use std::fmt::Write as _;
+
+use anyhow::Context;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -8,9 +10,18 @@ use authgate::State;
 use authgate::auth::keys::LoadMode;
 use authgate::config::{KeySource, Store, format_duration};
 
-pub fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
+pub fn check(config_path: &Path, online: bool) -> anyhow::Result<ExitCode> {
     let state = super::load_state(config_path, LoadMode::CheckOnly)?;
     print!("{}", summary(&state));
+    if online {
+        let entries = super::with_store(config_path, async |_, store| {
+            let read = tokio::time::timeout(std::time::Duration::from_secs(5), store.snapshot(authgate::store::now()));
+            let (entries, _) =
+                read.await.context("the store did not answer within 5 s")?.context("the store failed")?;
+            Ok(entries.len())
+        })?;
+        println!("\nstore: reachable, {entries} revocations in force");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

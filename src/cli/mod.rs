@@ -44,7 +44,11 @@ pub enum Command {
     /// Run the gateway (the default)
     Run,
     /// Validate the config and print the listeners and the route table
-    Check,
+    Check {
+        /// Also connect to the store and read the denylist
+        #[arg(long)]
+        online: bool,
+    },
     /// Write a new private key (mode 0600) or HMAC secret and print the public JWK
     Keygen(keygen::KeygenArgs),
     /// Mint an access token with the configured signing key
@@ -61,7 +65,7 @@ pub enum Command {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command.unwrap_or(Command::Run) {
         Command::Run => run::run(&args.config),
-        Command::Check => check::check(&args.config),
+        Command::Check { online } => check::check(&args.config, online),
         Command::Keygen(k) => keygen::keygen(&k),
         Command::Token(t) => token::token(&args.config, &t),
         Command::Explain(e) => explain::explain(&args.config, &e),

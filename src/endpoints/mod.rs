@@ -1,7 +1,7 @@
 //! The gateway's own endpoints (SPEC §4), matched before any route.
 //!
-//! Owns deciding whether a request is for an endpoint (`login.path_prefix`
-//! + a known name, on the normalized path, only with `[login] enabled`),
+//! Owns deciding whether a request is for an endpoint (a known name under
+//! `login.path_prefix`, on the normalized path, only with `[login] enabled`),
 //! and reading small JSON bodies with a size cap. Each endpoint lives in its
 //! own file; their errors go through `crate::error` like every other.
 
