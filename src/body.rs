@@ -33,3 +33,17 @@ where
 pub fn json(value: &serde_json::Value) -> Body {
     full(serde_json::to_vec(value).unwrap_or_default())
 }
+
+/// Reads a whole body of at most `limit` bytes, for the gateway's own small
+/// bodies (endpoints, echo); never used on the proxy path.
+pub async fn read_capped(body: hyper::body::Incoming, limit: usize) -> Result<Bytes, crate::error::GatewayError> {
+    use crate::error::GatewayError;
+    let collected = http_body_util::Limited::new(body, limit).collect().await.map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            GatewayError::PayloadTooLarge
+        } else {
+            GatewayError::BadRequest("the request body could not be read")
+        }
+    })?;
+    Ok(collected.to_bytes())
+}

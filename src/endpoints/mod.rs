@@ -7,10 +7,8 @@
 
 mod revoke;
 
-use bytes::Bytes;
 use http::request::Parts;
 use http::{Method, Response};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
@@ -54,16 +52,6 @@ pub async fn serve(
 
 /// Reads a JSON body of at most `MAX_JSON_BODY` bytes: 413 past it, 400 when malformed.
 pub async fn read_json<T: DeserializeOwned>(body: Incoming) -> Result<T, GatewayError> {
-    let bytes: Bytes = Limited::new(body, MAX_JSON_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                GatewayError::PayloadTooLarge
-            } else {
-                GatewayError::BadRequest("the request body could not be read")
-            }
-        })?
-        .to_bytes();
+    let bytes = crate::body::read_capped(body, MAX_JSON_BODY).await?;
     serde_json::from_slice(&bytes).map_err(|_| GatewayError::BadRequest("the body is not the expected JSON"))
 }

@@ -4,10 +4,8 @@
 //! upstream would have received (path, query, headers after hygiene and
 //! identity injection, body size), so it runs after every other step.
 
-use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Response, header};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
@@ -18,17 +16,7 @@ use crate::error::GatewayError;
 const MAX_ECHO_BODY: usize = 1024 * 1024;
 
 pub async fn respond(parts: Parts, path_and_query: &str, incoming: Incoming) -> Result<Response<Body>, GatewayError> {
-    let bytes: Bytes = Limited::new(incoming, MAX_ECHO_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                GatewayError::PayloadTooLarge
-            } else {
-                GatewayError::BadRequest("request body could not be read")
-            }
-        })?
-        .to_bytes();
+    let bytes = body::read_capped(incoming, MAX_ECHO_BODY).await?;
     let mut headers = Map::new();
     for name in parts.headers.keys() {
         let values: Vec<Value> = parts
