@@ -29,6 +29,18 @@ pub enum GatewayError {
     PayloadTooLarge,
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    #[error("wrong user name or password")]
+    InvalidCredentials,
+    #[error("unknown, expired or revoked refresh token")]
+    InvalidRefreshToken,
+    #[error("a spent refresh token was presented again")]
+    RefreshReused,
+    #[error("user name taken")]
+    UserExists,
+    #[error("too many failed logins")]
+    TooManyAttempts(std::time::Duration),
+    #[error("internal error: {0}")]
+    Internal(&'static str),
     #[error("method not allowed: {0}")]
     MethodNotAllowed(http::Method),
     #[error("not found")]
@@ -92,6 +104,9 @@ impl GatewayError {
             GatewayError::Auth(AuthError::StoreUnavailable) => {
                 a(S::SERVICE_UNAVAILABLE, "store_unavailable", "revocations cannot be checked right now")
             }
+            GatewayError::Auth(AuthError::CsrfFailed) => {
+                a(S::FORBIDDEN, "csrf_failed", "the CSRF token is missing or does not match")
+            }
             GatewayError::Auth(AuthError::InsufficientRole) => bearer(
                 S::FORBIDDEN,
                 "insufficient_role",
@@ -118,12 +133,30 @@ impl GatewayError {
                 a(S::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed through the gateway")
             }
             GatewayError::NotFound => a(S::NOT_FOUND, "not_found", "not found"),
+            GatewayError::InvalidCredentials => {
+                a(S::UNAUTHORIZED, "invalid_credentials", "wrong user name or password")
+            }
+            GatewayError::InvalidRefreshToken => {
+                a(S::UNAUTHORIZED, "invalid_refresh_token", "the refresh token is unknown, expired or revoked")
+            }
+            GatewayError::RefreshReused => {
+                a(S::UNAUTHORIZED, "refresh_reused", "the refresh token was already used; its session is revoked")
+            }
+            GatewayError::UserExists => a(S::CONFLICT, "user_exists", "that user name is taken"),
+            GatewayError::TooManyAttempts(_) => {
+                a(S::TOO_MANY_REQUESTS, "too_many_attempts", "too many failed logins; try again later")
+            }
+            GatewayError::Internal(_) => a(S::INTERNAL_SERVER_ERROR, "internal_error", "internal error"),
             GatewayError::Draining => a(S::SERVICE_UNAVAILABLE, "draining", "the gateway is shutting down"),
         }
     }
 
     pub fn into_response(self) -> Response<Body> {
         let answer = self.answer();
+        let retry_after = match &self {
+            GatewayError::TooManyAttempts(wait) => Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)),
+            _ => None,
+        };
         let mut response = Response::new(body::json(&serde_json::json!({
             "error": answer.code,
             "message": answer.message,
@@ -142,6 +175,9 @@ impl GatewayError {
         };
         if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         response
     }

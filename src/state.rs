@@ -23,6 +23,10 @@ pub struct State {
     pub upstream: UpstreamClient,
     /// The store and its denylist copy; `None` for dry runs (`check`, `explain`).
     pub stores: Option<Arc<crate::store::Stores>>,
+    /// Read-only users (`login.users_file`).
+    pub users_file: crate::auth::users::UsersFile,
+    /// Password hashing off the request threads; with `[login] enabled`.
+    pub hasher: Option<Arc<crate::auth::password::Hasher>>,
 }
 
 /// Reads, validates and builds, reporting the file's problems and its keys'
@@ -56,6 +60,12 @@ impl State {
             },
             None => None,
         };
+        let users_file = match &config.login.users_file {
+            Some(path) if config.login.enabled => {
+                crate::auth::users::UsersFile::load(path).map_err(|e| errors.extend(e)).unwrap_or_default()
+            }
+            _ => Default::default(),
+        };
         let Some(keys) = keys.filter(|_| errors.is_empty()) else {
             return Err(ConfigErrors(errors));
         };
@@ -68,9 +78,23 @@ impl State {
             tls,
             upstream: UpstreamClient::new(&config.server.limits),
             stores: None,
+            users_file,
+            hasher: hasher(&config)?,
             config,
         })
     }
+}
+
+fn hasher(config: &Config) -> Result<Option<Arc<crate::auth::password::Hasher>>, ConfigErrors> {
+    if !config.login.enabled {
+        return Ok(None);
+    }
+    crate::auth::password::Hasher::for_this_machine().map(|h| Some(Arc::new(h))).map_err(|e| {
+        ConfigErrors(vec![crate::config::Diagnostic {
+            location: crate::config::Location { file: config.source.as_path().into(), line: 1, column: 1 },
+            message: format!("cannot set up password hashing: {e}"),
+        }])
+    })
 }
 
 /// Sections that are validated now but served by later work: say so rather

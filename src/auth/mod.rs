@@ -6,14 +6,16 @@
 //! `mint` makes our own tokens. Nothing here touches the network or the
 //! upstream request.
 
+pub mod cookies;
 pub mod extract;
 pub mod keys;
 pub mod mint;
 pub mod password;
 pub mod policy;
+pub mod users;
 pub mod verify;
 
-use http::HeaderMap;
+use http::{HeaderMap, Method};
 
 use crate::config::{AuthMode, OnUnavailable};
 use crate::store::Stores;
@@ -32,18 +34,35 @@ pub enum AuthError {
     Revoked,
     #[error("the denylist copy is not confirmed current")]
     StoreUnavailable,
+    #[error("CSRF check failed")]
+    CsrfFailed,
 }
 
-/// Finds and verifies the caller's token as the route's `auth` mode asks.
+/// Finds and verifies the caller's token as the route's `auth` mode asks:
+/// the Bearer header, else (cookie mode) the access cookie with its CSRF
+/// rule. A request with a header never falls back to the cookie.
 /// `Ok(None)`: anonymous, allowed only where the mode allows it.
-pub fn authenticate(headers: &HeaderMap, mode: AuthMode, verifier: &Verifier) -> Result<Option<Identity>, AuthError> {
+pub fn authenticate(
+    method: &Method,
+    headers: &HeaderMap,
+    mode: AuthMode,
+    verifier: &Verifier,
+    cookie_mode: bool,
+) -> Result<Option<Identity>, AuthError> {
     if mode == AuthMode::None {
         return Ok(None);
     }
-    match extract::bearer_token(headers)? {
-        Some(token) => Ok(Some(verifier.verify(token)?)),
-        None if mode == AuthMode::Optional => Ok(None),
-        None => Err(AuthError::MissingToken),
+    if let Some(token) = extract::bearer_token(headers)? {
+        return Ok(Some(verifier.verify(token)?));
+    }
+    if cookie_mode && let Some(token) = cookies::get(headers, cookies::ACCESS_COOKIE)? {
+        let identity = verifier.verify(token)?;
+        cookies::check_csrf(method, headers, &identity)?;
+        return Ok(Some(identity));
+    }
+    match mode {
+        AuthMode::Optional => Ok(None),
+        _ => Err(AuthError::MissingToken),
     }
 }
 

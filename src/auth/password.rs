@@ -75,3 +75,42 @@ mod tests {
         assert!(matches!(check_length("short", 8), Err(PasswordError::TooShort(8))));
     }
 }
+
+/// Hashing and verification off the request threads, at most `permits` at
+/// a time, so a flood of logins cannot take the cores proxied requests need.
+pub struct Hasher {
+    permits: tokio::sync::Semaphore,
+    /// A real hash with the real parameters: an unknown user costs the same
+    /// work as a wrong password.
+    dummy: String,
+}
+
+impl Hasher {
+    pub fn new(permits: usize) -> Result<Hasher, PasswordError> {
+        Ok(Hasher { permits: tokio::sync::Semaphore::new(permits.max(1)), dummy: hash("authgate dummy password")? })
+    }
+
+    /// One per two cores, at least one.
+    pub fn for_this_machine() -> Result<Hasher, PasswordError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Hasher::new(cores / 2)
+    }
+
+    pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        let _permit = self.permits.acquire().await.map_err(|_| PasswordError::Hash("hasher closed".into()))?;
+        tokio::task::spawn_blocking(move || hash(&password))
+            .await
+            .map_err(|_| PasswordError::Hash("hashing task failed".into()))?
+    }
+
+    /// Verifies against `phc`, or against the dummy hash when there is no user.
+    pub async fn verify(&self, password: String, phc: Option<String>) -> bool {
+        let Ok(_permit) = self.permits.acquire().await else { return false };
+        let (target, real) = match phc {
+            Some(p) => (p, true),
+            None => (self.dummy.clone(), false),
+        };
+        let matched = tokio::task::spawn_blocking(move || verify(&password, &target)).await.unwrap_or(false);
+        matched && real
+    }
+}

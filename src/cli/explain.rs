@@ -40,7 +40,7 @@ pub fn explain(config_path: &Path, args: &ExplainArgs) -> anyhow::Result<ExitCod
         let value = HeaderValue::from_str(&format!("Bearer {token}")).context("the token is not header-safe")?;
         headers.insert(header::AUTHORIZATION, value);
     }
-    let identity = match auth::authenticate(&headers, r.auth, &state.verifier) {
+    let identity = match auth::authenticate(&method, &headers, r.auth, &state.verifier, false) {
         Ok(identity) => identity,
         Err(e) => return Ok(verdict(GatewayError::from(e))),
     };

@@ -51,6 +51,8 @@ pub enum Command {
     },
     /// Write a new private key (mode 0600) or HMAC secret and print the public JWK
     Keygen(keygen::KeygenArgs),
+    /// Read a password from stdin (not echoed on a terminal) and print its argon2id PHC string
+    HashPassword,
     /// Mint an access token with the configured signing key
     Token(token::TokenArgs),
     /// Dry run: which route matches, which rule allows or denies, and why
@@ -67,6 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Run => run::run(&args.config),
         Command::Check { online } => check::check(&args.config, online),
         Command::Keygen(k) => keygen::keygen(&k),
+        Command::HashPassword => user::hash_password(),
         Command::Token(t) => token::token(&args.config, &t),
         Command::Explain(e) => explain::explain(&args.config, &e),
         Command::Revoke(r) => revoke::revoke(&args.config, &r),

@@ -1,4 +1,4 @@
-//! `authgate user add NAME [--roles a,b]` (password from stdin) and `user disable NAME`.
+//! `authgate user add NAME [--roles a,b]` (password from stdin), `user disable NAME`, and `hash-password`.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
@@ -48,6 +48,14 @@ pub fn user(config_path: &Path, command: &UserCommand) -> anyhow::Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }),
     }
+}
+
+/// `authgate hash-password`: for `users_file` entries.
+pub fn hash_password() -> anyhow::Result<ExitCode> {
+    let secret = read_password()?;
+    password::check_length(&secret, 1)?;
+    println!("{}", password::hash(&secret)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// One line from stdin; on a terminal, prompted and not echoed.

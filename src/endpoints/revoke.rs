@@ -1,14 +1,13 @@
 //! `POST /auth/revoke`: an admin revokes one token (`{"jti"}`) or every
 //! token of a subject issued so far (`{"sub"}`).
 
+use http::Response;
 use http::request::Parts;
-use http::{Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
-use crate::auth::{self, AuthError};
-use crate::body::{self, Body};
-use crate::config::AuthMode;
+use crate::auth::AuthError;
+use crate::body::Body;
 use crate::error::GatewayError;
 use crate::state::State;
 use crate::store::{Revocation, now};
@@ -24,13 +23,11 @@ struct RevokeRequest {
 }
 
 pub async fn revoke(parts: Parts, body: Incoming, state: &State) -> Result<Response<Body>, GatewayError> {
-    let caller =
-        auth::authenticate(&parts.headers, AuthMode::Required, &state.verifier)?.ok_or(AuthError::MissingToken)?;
-    auth::check_revocation(&caller, state.stores.as_deref())?;
+    let caller = super::caller(&parts, state)?;
     if !caller.roles.contains(&state.config.login.admin_role) {
         return Err(AuthError::InsufficientRole.into());
     }
-    let stores = state.stores.as_deref().ok_or(AuthError::StoreUnavailable)?;
+    let stores = super::stores(state)?;
     let request: RevokeRequest = super::read_json(body).await?;
     let valid = |id: &String| !id.is_empty() && id.len() <= MAX_ID_BYTES;
     let now = now();
@@ -46,7 +43,5 @@ pub async fn revoke(parts: Parts, body: Incoming, state: &State) -> Result<Respo
         Revocation::Subject { sub, .. } => ("sub", sub),
     };
     tracing::info!(target: "audit", event = "revoke", by = %caller.sub, kind, value = %value, "revoked");
-    let mut response = Response::new(body::empty());
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    Ok(response)
+    Ok(super::no_content())
 }

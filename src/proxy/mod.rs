@@ -61,10 +61,11 @@ async fn serve(
         return Err(GatewayError::MethodNotAllowed(parts.method));
     }
     if let Some(endpoint) = crate::endpoints::find(&parts, state) {
-        return crate::endpoints::serve(endpoint, parts, body, state).await;
+        return crate::endpoints::serve(endpoint, parts, body, downstream, state).await;
     }
     let target = state.router.route_request(&parts)?;
-    let identity = auth::authenticate(&parts.headers, target.route.auth, &state.verifier)?;
+    let cookie_mode = state.config.login.enabled && state.config.login.cookies;
+    let identity = auth::authenticate(&parts.method, &parts.headers, target.route.auth, &state.verifier, cookie_mode)?;
     if let Some(identity) = &identity {
         auth::check_revocation(identity, state.stores.as_deref())?;
     }
@@ -133,6 +134,7 @@ fn prepare_headers(
     headers::strip_identity(headers, config);
     if !config.forward_token {
         headers.remove(header::AUTHORIZATION);
+        auth::cookies::strip(headers);
     }
     let peer = downstream.peer.ip();
     let trusted = state.config.server.trusted_proxies.iter().any(|net| net.contains(&peer));

@@ -1,0 +1,44 @@
+//! `POST /auth/logout`: revokes the access token's `jti` and its refresh family.
+//!
+//! The family comes from the token's `sid`, and from a refresh token in the
+//! body or cookie if one is sent. A revocation the store did not take is an
+//! error, never a 204.
+
+use http::Response;
+use http::request::Parts;
+use hyper::body::Incoming;
+
+use super::refresh::{RefreshRequest, presented};
+use crate::body::Body;
+use crate::error::GatewayError;
+use crate::server::Downstream;
+use crate::state::State;
+use crate::store::{Revocation, now};
+
+pub async fn logout(
+    parts: Parts,
+    body: Incoming,
+    downstream: &Downstream,
+    state: &State,
+) -> Result<Response<Body>, GatewayError> {
+    super::refuse_cross_site(&parts, state)?;
+    let caller = super::caller(&parts, state)?;
+    let request: Option<RefreshRequest> = super::read_optional_json(body).await?;
+    let stores = super::stores(state)?;
+    let until = caller.expires_at.saturating_add(state.config.tokens.leeway.as_secs());
+    stores.revoke(&Revocation::Jti { jti: caller.jti.clone(), expires_at: until }).await?;
+    if let Some(sid) = caller.claims.get("sid").and_then(|s| s.as_str()) {
+        stores.store.revoke_family(sid).await?;
+    }
+    if let Some(token) = presented(request, &parts, state).filter(|t| super::session::plausible_refresh_token(t)) {
+        let hash = super::session::hash_refresh_token(&token);
+        if let Some(family) = stores.store.family_of(&hash, now()).await? {
+            stores.store.revoke_family(&family).await?;
+        }
+    }
+    let ip = super::client_ip(&parts, downstream, state);
+    tracing::info!(target: "audit", event = "logout", sub = %caller.sub, %ip, "logged out");
+    let mut response = super::no_content();
+    super::session::clear_cookies(state, &mut response);
+    Ok(response)
+}
