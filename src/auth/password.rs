@@ -58,24 +58,6 @@ pub fn verify(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hashes_are_argon2id_salted_and_verify() {
-        let a = hash("correct horse").unwrap();
-        let b = hash("correct horse").unwrap();
-        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
-        assert_ne!(a, b, "salted");
-        assert!(verify("correct horse", &a));
-        assert!(!verify("correct horsE", &a));
-        assert!(!verify("x", "not a phc string"));
-        assert!(matches!(hash(&"x".repeat(1025)), Err(PasswordError::TooLong)));
-        assert!(matches!(check_length("short", 8), Err(PasswordError::TooShort(8))));
-    }
-}
-
 /// Hashing and verification off the request threads, at most `permits` at
 /// a time, so a flood of logins cannot take the cores proxied requests need.
 pub struct Hasher {
@@ -112,5 +94,23 @@ impl Hasher {
         };
         let matched = tokio::task::spawn_blocking(move || verify(&password, &target)).await.unwrap_or(false);
         matched && real
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_argon2id_salted_and_verify() {
+        let a = hash("correct horse").unwrap();
+        let b = hash("correct horse").unwrap();
+        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
+        assert_ne!(a, b, "salted");
+        assert!(verify("correct horse", &a));
+        assert!(!verify("correct horsE", &a));
+        assert!(!verify("x", "not a phc string"));
+        assert!(matches!(hash(&"x".repeat(1025)), Err(PasswordError::TooLong)));
+        assert!(matches!(check_length("short", 8), Err(PasswordError::TooShort(8))));
     }
 }

@@ -21,6 +21,8 @@ pub struct Options {
     pub store: String,
     /// Serve the gateway endpoints (`[login] enabled = true`).
     pub endpoints: bool,
+    /// Extra lines inside `[login]` (implies `endpoints`).
+    pub login: String,
 }
 
 pub struct TestGateway {
@@ -73,7 +75,11 @@ impl TestGateway {
 pub fn config_text(dir: &TempDir, rest: &str, options: &Options) -> String {
     let https = if options.tls { "https = \"127.0.0.1:0\"\n" } else { "" };
     let tls = if options.tls { "[server.tls]\nself_signed = true\n" } else { "" };
-    let login = if options.endpoints { "[login]\nenabled = true\n" } else { "" };
+    let login = if options.endpoints || !options.login.is_empty() {
+        format!("[login]\nenabled = true\n{}\n", options.login)
+    } else {
+        String::new()
+    };
     format!(
         r#"[server]
 http = "127.0.0.1:0"
