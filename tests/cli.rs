@@ -231,6 +231,32 @@ async fn the_quick_start_works_on_the_shipped_config() {
     assert_eq!(get_bearer(&format!("{base}/admin/x"), &user).await.status, 403);
     assert_eq!(get_bearer(&format!("{base}/admin/x"), &admin_token).await.status, 200);
 
+    // The README's token-service tour: register, log in, call, refresh, reuse, log out.
+    let body = |v: serde_json::Value| bytes::Bytes::from(v.to_string());
+    let post = |path: &str, v: serde_json::Value, auth: Option<&str>| {
+        let url = format!("{base}{path}");
+        let bearer = auth.map(|t| format!("Bearer {t}"));
+        let payload = body(v);
+        async move {
+            let headers: Vec<(&str, &str)> = bearer.as_deref().map(|b| vec![("authorization", b)]).unwrap_or_default();
+            support::client::send(http::Method::POST, &url, &headers, payload).await
+        }
+    };
+    let creds = serde_json::json!({"username": "alice", "password": "correct horse battery"});
+    assert_eq!(post("/auth/register", creds.clone(), None).await.status, 201);
+    let session = post("/auth/login", creds, None).await.json();
+    let (access, refresh) =
+        (session["access_token"].as_str().expect("access"), session["refresh_token"].as_str().expect("refresh"));
+    assert_eq!(get_bearer(&format!("{base}/orders"), access).await.status, 200);
+    let renewed = post("/auth/refresh", serde_json::json!({"refresh_token": refresh}), None).await.json();
+    let access2 = renewed["access_token"].as_str().expect("access").to_owned();
+    assert_eq!(
+        post("/auth/refresh", serde_json::json!({"refresh_token": refresh}), None).await.code(),
+        "refresh_reused"
+    );
+    assert_eq!(post("/auth/logout", serde_json::json!({}), Some(&access2)).await.status, 204);
+    assert_eq!(get_bearer(&format!("{base}/orders"), &access2).await.code(), "token_revoked");
+
     // A restart keeps the generated key: old tokens stay valid.
     let pid = child.id().to_string();
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
