@@ -100,11 +100,6 @@ fn hasher(config: &Config) -> Result<Option<Arc<crate::auth::password::Hasher>>,
 /// Sections that are validated now but served by later work: say so rather
 /// than let an operator believe they are in force. Each fails closed meanwhile.
 fn warn_about_inactive_sections(config: &Config) {
-    if config.login.enabled {
-        tracing::warn!(
-            "[login] is enabled, but the login endpoints are not implemented in this version; /auth/* falls through to the routes"
-        );
-    }
     if !config.tokens.trusted.is_empty() {
         tracing::warn!("[[tokens.trusted]] issuers are not implemented in this version; their tokens are refused");
     }

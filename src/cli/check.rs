@@ -67,6 +67,15 @@ fn summary(state: &State) -> String {
         Store::Redis { key_prefix, .. } => format!("redis, key prefix {key_prefix:?}"),
     };
     let _ = writeln!(out, "store: {store}");
+    if c.login.enabled {
+        let p = &c.login.path_prefix;
+        let register = if c.login.registration { format!(" {p}/register") } else { String::new() };
+        let cookies = if c.login.cookies { " (cookie mode)" } else { "" };
+        let _ = writeln!(
+            out,
+            "gateway endpoints{cookies}:{register} {p}/login {p}/refresh {p}/logout {p}/me {p}/revoke /.well-known/jwks.json"
+        );
+    }
     let _ = writeln!(out, "\nroutes (longest prefix wins; gateway endpoints first):");
     let _ = writeln!(out, "  {:<24} {:<20} {:<14} {:<9} {:<16} upstream", "path", "host", "methods", "auth", "roles");
     for r in state.router.routes() {
