@@ -402,3 +402,47 @@ async fn proxied_requests_stay_fast_while_48_logins_hash() {
     assert!(median < Duration::from_millis(50), "median {median:?} while logins hash (flood took {flood_took:?})");
     assert!(worst < Duration::from_millis(500), "worst {worst:?}");
 }
+
+#[tokio::test]
+async fn users_file_users_log_in_and_a_disabled_user_cannot_refresh() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ok, phc, err) = cli(dir.path(), &["hash-password"], Some("operator password\n"));
+    assert!(ok, "{err}");
+    let users = format!("[[user]]\nname = \"ops\"\npassword_hash = \"{}\"\nroles = [\"admin\"]\n", phc.trim());
+    std::fs::write(dir.path().join("users.toml"), users).expect("write users file");
+    let options = Options {
+        login: format!("registration = true\nusers_file = \"{}\"", dir.path().join("users.toml").display()),
+        ..Options::default()
+    };
+    let gw = TestGateway::start_with("[[route]]\npath = \"/api\"\nupstream = \"builtin:echo\"\n", options).await;
+    let ops = post(&gw.url("/auth/login"), json!({"username": "ops", "password": "operator password"}), &[]).await;
+    assert_eq!(ops.status, 200);
+    let me = get_bearer(&gw.url("/auth/me"), ops.json()["access_token"].as_str().expect("token")).await;
+    assert_eq!(me.json()["roles"], json!(["admin"]));
+    let squat = post(&gw.url("/auth/register"), json!({"username": "ops", "password": "long enough pw"}), &[]).await;
+    assert_eq!(squat.status, 409, "a users-file name cannot be registered");
+
+    // A refresh re-reads the user.
+    post(&gw.url("/auth/register"), json!({"username": "erin", "password": "long enough pw"}), &[]).await;
+    let erin =
+        post(&gw.url("/auth/login"), json!({"username": "erin", "password": "long enough pw"}), &[]).await.json();
+    let (ok, _, err) = cli(gw.dir.path(), &["--config", "gateway.toml", "user", "disable", "erin"], None);
+    assert!(ok, "{err}");
+    let refused = post(&gw.url("/auth/refresh"), json!({"refresh_token": erin["refresh_token"]}), &[]).await;
+    assert_eq!((refused.status, refused.code().as_str()), (401, "invalid_refresh_token"));
+}
+
+#[tokio::test]
+async fn one_client_ip_is_throttled_across_user_names() {
+    let gw = with_alice("max_attempts = 3\nattempt_window = \"1m\"").await;
+    let url = gw.url("/auth/login");
+    for name in ["bob", "carol", "dave"] {
+        assert_eq!(post(&url, json!({"username": name, "password": "guess"}), &[]).await.status, 401);
+    }
+    let blocked = post(&url, json!({"username": "alice", "password": "correct horse battery"}), &[]).await;
+    assert_eq!(
+        (blocked.status, blocked.code().as_str()),
+        (429, "too_many_attempts"),
+        "the IP's failures count across names"
+    );
+}
