@@ -23,6 +23,7 @@ pub mod body;
 pub mod config;
 pub mod endpoints;
 pub mod error;
+pub mod metrics;
 pub mod proxy;
 pub mod router;
 pub mod server;

@@ -27,6 +27,8 @@ pub struct State {
     pub users_file: crate::auth::users::UsersFile,
     /// Password hashing off the request threads; with `[login] enabled`.
     pub hasher: Option<Arc<crate::auth::password::Hasher>>,
+    /// Lives as long as the gateway: a reload hands it on.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Reads, validates and builds, reporting the file's problems and its keys'
@@ -80,6 +82,7 @@ impl State {
             stores: None,
             users_file,
             hasher: hasher(&config)?,
+            metrics: Arc::default(),
             config,
         })
     }

@@ -17,7 +17,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
-        let stores = authgate::store::Stores::start(&state.config).await.context("cannot open the store")?;
+        let stores =
+            authgate::store::Stores::start(&state.config, &state.metrics).await.context("cannot open the store")?;
         state.stores = Some(std::sync::Arc::new(stores));
         let gateway = Gateway::start(state).await?;
         tracing::info!(config = %config_path.display(), "authgate ready");

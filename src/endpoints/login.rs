@@ -43,6 +43,7 @@ pub async fn login(
     for key in [&user_key, &ip_key] {
         let attempts = store.attempts(key).await?;
         if attempts.count >= login.max_attempts {
+            state.metrics.login("throttled");
             tracing::warn!(target: "audit", event = "login_throttled", sub = %credentials.username, %ip, "login throttled");
             return Err(GatewayError::TooManyAttempts(attempts.retry_after));
         }
@@ -56,6 +57,7 @@ pub async fn login(
         for key in [&user_key, &ip_key] {
             store.record_failure(key, login.attempt_window).await?;
         }
+        state.metrics.login("failed");
         tracing::warn!(target: "audit", event = "login_failed", sub = %credentials.username, %ip, "login failed");
         return Err(GatewayError::InvalidCredentials);
     };
@@ -64,6 +66,7 @@ pub async fn login(
     let refresh = super::session::new_refresh_token()?;
     let expires = now().saturating_add(state.config.tokens.refresh_ttl.as_secs());
     store.start_family(&family, &user.name, &refresh.hash, expires).await?;
+    state.metrics.login("ok");
     tracing::info!(target: "audit", event = "login", sub = %user.name, %ip, "login ok");
     super::session::issue(state, &user, &family, &refresh)
 }

@@ -14,7 +14,7 @@ pub mod upgrade;
 
 use std::time::Instant;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
@@ -23,33 +23,86 @@ use crate::auth::{self, Authorized};
 use crate::body::{self, Body};
 use crate::config::Upstream;
 use crate::error::{GatewayError, chain};
+use crate::metrics::RequestLabels;
 use crate::router::RouteMatch;
 use crate::server::Downstream;
 use crate::state::State;
 
+/// What the log line and the metrics learn of a request as it goes.
+struct Notes {
+    /// The matched route's path, `endpoint`, or `-`.
+    route: String,
+    sub: Option<String>,
+}
+
 /// Serves one request; never fails: errors become the spec's responses.
-pub async fn handle(request: Request<Incoming>, downstream: Downstream, state: &State) -> Response<Body> {
+/// Writes one access line (target `access`) and the request metrics.
+pub async fn handle(mut request: Request<Incoming>, downstream: Downstream, state: &State) -> Response<Body> {
     let started = Instant::now();
+    let request_id = request_id(request.headers_mut());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let response = match serve(request, &downstream, state).await {
-        Ok(response) => response,
+    let mut notes = Notes { route: "-".to_owned(), sub: None };
+    let metrics = &state.metrics;
+    let (mut response, refused) = match serve(request, &downstream, state, &mut notes).await {
+        Ok(response) => (response, None),
         Err(error) => {
-            tracing::info!(
-                %method, path, peer = %downstream.peer.ip(), code = error.code(), cause = %chain(&error),
-                "request refused"
-            );
-            error.into_response()
+            let status = error.status();
+            if status == http::StatusCode::UNAUTHORIZED || status == http::StatusCode::FORBIDDEN {
+                metrics.auth_failure(error.code());
+            }
+            if matches!(error, GatewayError::Store(_)) {
+                metrics.store_errors.inc();
+            }
+            let refused = (error.code(), chain(&error));
+            (error.into_response(), Some(refused))
         }
     };
-    tracing::debug!(%method, path, status = response.status().as_u16(), latency_us = started.elapsed().as_micros() as u64, "request");
+    response.headers_mut().insert(REQUEST_ID, request_id.clone());
+    let status = response.status().as_u16();
+    let latency = started.elapsed();
+    metrics.requests.get_or_create(&RequestLabels { route: notes.route.clone(), status }).inc();
+    metrics.request_duration.observe(latency.as_secs_f64());
+    let (code, cause) = refused.map_or(("", String::new()), |(c, cause)| (c, cause));
+    tracing::info!(
+        target: "access",
+        %method,
+        path,
+        route = notes.route,
+        status,
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        sub = notes.sub.as_deref().unwrap_or("-"),
+        client_ip = %downstream.peer.ip(),
+        request_id = request_id.to_str().unwrap_or("-"),
+        error = code,
+        cause,
+    );
     response
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Keeps a sane client `X-Request-Id` (so a trace spans systems), else makes
+/// one; either way it goes upstream and back to the client.
+fn request_id(headers: &mut http::HeaderMap) -> HeaderValue {
+    let sane = |v: &HeaderValue| {
+        (1..=128).contains(&v.len())
+            && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    };
+    let mut sent = headers.get_all(REQUEST_ID).iter();
+    let id = match (sent.next(), sent.next()) {
+        (Some(v), None) if sane(v) => v.clone(),
+        _ => HeaderValue::from_str(&uuid::Uuid::new_v4().simple().to_string()).unwrap_or(HeaderValue::from_static("-")),
+    };
+    headers.insert(REQUEST_ID, id.clone());
+    id
 }
 
 async fn serve(
     request: Request<Incoming>,
     downstream: &Downstream,
     state: &State,
+    notes: &mut Notes,
 ) -> Result<Response<Body>, GatewayError> {
     let (parts, body) = request.into_parts();
     let limits = &state.config.server.limits;
@@ -61,12 +114,15 @@ async fn serve(
         return Err(GatewayError::MethodNotAllowed(parts.method));
     }
     if let Some(endpoint) = crate::endpoints::find(&parts, state) {
+        notes.route = "endpoint".to_owned();
         return crate::endpoints::serve(endpoint, parts, body, downstream, state).await;
     }
     let target = state.router.route_request(&parts)?;
+    notes.route.clone_from(&target.route.path);
     let cookie_mode = state.config.login.enabled && state.config.login.cookies;
     let identity = auth::authenticate(&parts.method, &parts.headers, target.route.auth, &state.verifier, cookie_mode)?;
     if let Some(identity) = &identity {
+        notes.sub = Some(identity.sub.clone());
         auth::check_revocation(identity, state.stores.as_deref())?;
     }
     let authorized = auth::authorize(target.route, identity)?;

@@ -1,4 +1,4 @@
-//! The admin listener: `/healthz` (alive) and `/readyz` (ready to serve).
+//! The admin listener: `/healthz` (alive), `/readyz` (ready to serve), `/metrics`.
 //!
 //! Separate from the data listeners so probes never pass through routing or
 //! authentication. Ready means: config and keys loaded, listeners bound,
@@ -30,6 +30,14 @@ pub fn handle<B>(request: &Request<B>, health: &Health, state: &State) -> Respon
             };
             let body = json!({"status": "not_ready", "reason": reason, "denylist_staleness_ms": staleness_ms});
             (StatusCode::SERVICE_UNAVAILABLE, body)
+        }
+        ("GET", "/metrics") => {
+            let mut response = Response::new(body::full(state.metrics.render(store)));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            );
+            return response;
         }
         _ => (StatusCode::NOT_FOUND, json!({"error": "not_found", "message": "not found"})),
     };

@@ -9,6 +9,7 @@
 //! moves bytes to it. "Downstream" is the client side, "upstream" the backend.
 
 pub mod admin;
+pub mod reload;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -103,6 +104,7 @@ enum Kind {
 
 struct Shared {
     state: Arc<ArcSwap<State>>,
+    metrics: Arc<crate::metrics::Metrics>,
     health: Arc<Health>,
     http: auto::Builder<TokioExecutor>,
     connections: Arc<Semaphore>,
@@ -113,9 +115,12 @@ pub struct Gateway {
     pub addresses: Addresses,
     pub health: Arc<Health>,
     pub state: Arc<ArcSwap<State>>,
-    /// Flips to `true` on shutdown; every accept loop and connection holds a receiver.
+    /// Flips to `true` on shutdown; every data accept loop and connection holds a receiver.
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// The admin listener answers (readyz: 503 draining) until the very end.
+    admin_stop: watch::Sender<bool>,
+    admin: Option<tokio::task::JoinHandle<()>>,
     grace: Duration,
 }
 
@@ -140,25 +145,29 @@ impl Gateway {
         let health = Arc::new(Health::default());
         let state = Arc::new(ArcSwap::from_pointee(state));
         let shared = Arc::new(Shared {
+            metrics: state.load().metrics.clone(),
             state: state.clone(),
             health: health.clone(),
             http: http_builder(&limits),
             connections: Arc::new(Semaphore::new(limits.max_connections)),
         });
         let (stop, _) = watch::channel(false);
+        let (admin_stop, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        for (listener, kind) in [(http, Kind::Plain), (https, Kind::Tls), (admin, Kind::Admin)] {
+        for (listener, kind) in [(http, Kind::Plain), (https, Kind::Tls)] {
             if let Some(listener) = listener {
                 tasks.spawn(accept_loop(listener, kind, shared.clone(), stop.subscribe()));
             }
         }
+        tasks.spawn(reload::watch(state.clone(), stop.subscribe()));
+        let admin = admin.map(|l| tokio::spawn(accept_loop(l, Kind::Admin, shared.clone(), admin_stop.subscribe())));
         for (name, addr) in [("http", addresses.http), ("https", addresses.https), ("admin", addresses.admin)] {
             if let Some(addr) = addr {
                 tracing::info!(listener = name, %addr, "listening");
             }
         }
         health.ready.store(true, Ordering::Release);
-        Ok(Gateway { addresses, health, state, stop, tasks, grace: limits.shutdown_grace })
+        Ok(Gateway { addresses, health, state, stop, tasks, admin_stop, admin, grace: limits.shutdown_grace })
     }
 
     /// Drains: readiness goes false, listeners close, open connections finish
@@ -172,6 +181,10 @@ impl Gateway {
         let drained = tokio::time::timeout(self.grace, self.stop.closed()).await.is_ok();
         if !drained {
             tracing::warn!(grace = ?self.grace, "connections still open after shutdown_grace; closing them");
+        }
+        let _ = self.admin_stop.send(true);
+        if let Some(admin) = self.admin.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), admin).await;
         }
         drained
     }
@@ -229,7 +242,10 @@ async fn accept_loop(listener: TcpListener, kind: Kind, shared: Arc<Shared>, mut
         let shared = shared.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
+            let metrics = shared.metrics.clone();
+            metrics.open_connections.inc();
             serve_connection(tcp, peer, kind, shared, stop).await;
+            metrics.open_connections.dec();
             drop(permit);
         });
     }

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
+
 use super::{Changes, Cursor, Revocation, Store, now};
 
 /// How long one feed call waits for a change before confirming "nothing new".
@@ -112,7 +114,7 @@ impl Replica {
 /// writes back what it knows when the store lost its data. If the first
 /// load fails (store down at start), the task keeps trying; until then the
 /// copy is not current.
-pub async fn follow(store: Arc<dyn Store>, replica: Arc<Replica>, grace: u64) {
+pub async fn follow(store: Arc<dyn Store>, replica: Arc<Replica>, grace: u64, errors: Counter) {
     let cursor = match load(&*store, &replica).await {
         Ok(c) => Some(c),
         Err(e) => {
@@ -120,7 +122,7 @@ pub async fn follow(store: Arc<dyn Store>, replica: Arc<Replica>, grace: u64) {
             None
         }
     };
-    tokio::spawn(run(store, replica, cursor, grace));
+    tokio::spawn(run(store, replica, cursor, grace, errors));
 }
 
 async fn load(store: &dyn Store, replica: &Replica) -> Result<Cursor, super::StoreError> {
@@ -132,7 +134,7 @@ async fn load(store: &dyn Store, replica: &Replica) -> Result<Cursor, super::Sto
     Ok(cursor)
 }
 
-async fn run(store: Arc<dyn Store>, replica: Arc<Replica>, mut cursor: Option<Cursor>, grace: u64) {
+async fn run(store: Arc<dyn Store>, replica: Arc<Replica>, mut cursor: Option<Cursor>, grace: u64, errors: Counter) {
     let mut backoff = Duration::from_millis(100);
     let mut last_sweep = Instant::now();
     let mut failing_since: Option<Instant> = None;
@@ -187,6 +189,7 @@ async fn run(store: Arc<dyn Store>, replica: Arc<Replica>, mut cursor: Option<Cu
                 backoff = Duration::from_millis(100);
             }
             Err(e) => {
+                errors.inc();
                 if failing_since.is_none() {
                     failing_since = Some(Instant::now());
                     tracing::error!(backend = store.backend(), error = %crate::error::chain(&e), "denylist feed failed; retrying");

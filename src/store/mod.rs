@@ -169,10 +169,11 @@ pub struct Stores {
 impl Stores {
     /// Opens the configured store, loads the denylist copy and starts following the feed.
     /// A store that is down at start is not fatal: the copy stays unconfirmed until it answers.
-    pub async fn start(config: &Config) -> Result<Stores, StoreError> {
+    pub async fn start(config: &Config, metrics: &crate::metrics::Metrics) -> Result<Stores, StoreError> {
         let store = open(&config.store).await?;
         let denylist = Arc::new(denylist::Replica::default());
-        denylist::follow(store.clone(), denylist.clone(), config.tokens.leeway.as_secs()).await;
+        let errors = metrics.store_errors.clone();
+        denylist::follow(store.clone(), denylist.clone(), config.tokens.leeway.as_secs(), errors).await;
         Ok(Stores {
             store,
             denylist,

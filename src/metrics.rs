@@ -1,0 +1,122 @@
+//! Prometheus metrics, served on the admin listener at `/metrics`.
+//!
+//! Owns the registry and every metric. One `Metrics` lives as long as the
+//! gateway: a config reload keeps it, so counters never reset. Label values
+//! come from the config (route paths) or from fixed sets (status codes,
+//! error codes, outcomes), never from a client, so cardinality is bounded.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The matched route's path, `endpoint` for the gateway's endpoints, `-` for none.
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Histogram,
+    pub upstream_duration: Histogram,
+    pub auth_failures: Family<ReasonLabels, Counter>,
+    pub store_errors: Counter,
+    pub logins: Family<OutcomeLabels, Counter>,
+    pub reloads: Family<OutcomeLabels, Counter>,
+    pub open_connections: Gauge,
+    denylist_entries: Gauge,
+    denylist_staleness: Gauge<f64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("authgate");
+        let m = Metrics {
+            requests: Family::default(),
+            // 100 µs .. ~26 s
+            request_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+            upstream_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+            auth_failures: Family::default(),
+            store_errors: Counter::default(),
+            logins: Family::default(),
+            reloads: Family::default(),
+            open_connections: Gauge::default(),
+            denylist_entries: Gauge::default(),
+            denylist_staleness: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("requests", "Requests by route and status", m.requests.clone());
+        registry.register(
+            "request_duration_seconds",
+            "Time to the response head, whole request",
+            m.request_duration.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Time the upstream took to answer with its head",
+            m.upstream_duration.clone(),
+        );
+        registry.register(
+            "auth_failures",
+            "Requests refused by authentication or policy, by error code",
+            m.auth_failures.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "Failed store calls (requests and the denylist feed)",
+            m.store_errors.clone(),
+        );
+        registry.register("login_attempts", "Login attempts by outcome", m.logins.clone());
+        registry.register("config_reloads", "Config reloads by outcome", m.reloads.clone());
+        registry.register("open_connections", "Open client connections", m.open_connections.clone());
+        registry.register("denylist_entries", "Entries in this replica's denylist copy", m.denylist_entries.clone());
+        registry.register(
+            "denylist_staleness_seconds",
+            "Time since the store's change feed last answered (-1: never)",
+            m.denylist_staleness.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// The text exposition, with the denylist gauges read now.
+    pub fn render(&self, stores: Option<&crate::store::Stores>) -> String {
+        if let Some(s) = stores {
+            self.denylist_entries.set(i64::try_from(s.denylist.len()).unwrap_or(i64::MAX));
+            self.denylist_staleness.set(s.denylist.staleness().map_or(-1.0, |d| d.as_secs_f64()));
+        }
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn login(&self, outcome: &'static str) {
+        self.logins.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn reload(&self, outcome: &'static str) {
+        self.reloads.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+}

@@ -1,0 +1,146 @@
+//! Config reload: on SIGHUP, and when the config file or a file it names
+//! (keys, certificate, users file) changes.
+//!
+//! Owns the watch and the swap. Files are polled (twice a second) by
+//! fingerprint rather than watched with inotify: that also sees Kubernetes'
+//! ConfigMap updates, which swap a symlink. A change is applied only once it
+//! has been stable for a poll, so a half-written file is not read. The new
+//! config is validated in full, keys and certificates loaded, before it
+//! replaces the old one in a single atomic swap; an invalid one is logged
+//! and counted and the old one keeps serving. The store, its denylist copy
+//! and the metrics are handed on; listener addresses and the store itself
+//! only change with a restart (a reload says so).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use crate::auth::keys::LoadMode;
+use crate::config::{ConfigErrors, KeySource, SecretSource};
+use crate::state::State;
+
+const POLL: Duration = Duration::from_millis(500);
+
+/// Every file whose change should reload the config.
+fn watched_files(state: &State) -> Vec<PathBuf> {
+    let c = &state.config;
+    let mut files = vec![c.source.clone()];
+    if let Some(tls) = &c.server.tls {
+        files.push(tls.cert_file.clone());
+        files.push(tls.key_file.clone());
+    }
+    for key in &c.tokens.keys {
+        match &key.source {
+            KeySource::Secret(SecretSource::File(p)) | KeySource::Private { source: SecretSource::File(p), .. } => {
+                files.push(p.clone());
+            }
+            KeySource::Public { path } => files.push(path.clone()),
+            _ => {}
+        }
+    }
+    files.extend(c.login.users_file.clone());
+    files
+}
+
+type Fingerprint = Vec<Option<(SystemTime, u64, u64)>>;
+
+fn fingerprint(files: &[PathBuf]) -> Fingerprint {
+    files
+        .iter()
+        .map(|p| {
+            let meta = std::fs::metadata(p).ok()?;
+            #[cfg(unix)]
+            let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+            #[cfg(not(unix))]
+            let inode = 0;
+            Some((meta.modified().ok()?, meta.len(), inode))
+        })
+        .collect()
+}
+
+/// Builds the new state from the file and swaps it in; the old one stays on any problem.
+pub fn reload(current: &ArcSwap<State>) -> Result<(), ConfigErrors> {
+    let old = current.load_full();
+    let path: &Path = &old.config.source;
+    let result = crate::state::load(path, LoadMode::Run);
+    let mut new = match result {
+        Ok(new) => new,
+        Err(errors) => {
+            old.metrics.reload("failed");
+            tracing::error!(config = %path.display(), errors = %errors, "config reload refused; the running config stays");
+            return Err(errors);
+        }
+    };
+    let (o, n) = (&old.config.server, &new.config.server);
+    if (o.http, o.https, o.admin) != (n.http, n.https, n.admin) || o.workers != n.workers {
+        tracing::warn!(
+            "listener addresses or workers changed: restart to apply them; the rest of the config is applied"
+        );
+    }
+    if format!("{:?}", old.config.store) != format!("{:?}", new.config.store) {
+        tracing::warn!("[store] changed: restart to apply it; the running store stays");
+    }
+    new.stores.clone_from(&old.stores);
+    new.metrics = old.metrics.clone();
+    if new.hasher.is_some() && old.hasher.is_some() {
+        new.hasher.clone_from(&old.hasher);
+    }
+    current.store(Arc::new(new));
+    old.metrics.reload("ok");
+    tracing::info!(config = %path.display(), "config reloaded");
+    Ok(())
+}
+
+/// Reloads on the blocking pool: it reads files and hashes a dummy password.
+async fn run_reload(current: &Arc<ArcSwap<State>>) {
+    let current = current.clone();
+    let _ = tokio::task::spawn_blocking(move || reload(&current)).await;
+}
+
+/// Watches for SIGHUP and file changes until `stop` flips.
+pub async fn watch(current: Arc<ArcSwap<State>>, mut stop: watch::Receiver<bool>) {
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut files = watched_files(&current.load());
+    let mut applied = fingerprint(&files);
+    let mut candidate: Option<Fingerprint> = None;
+    loop {
+        #[cfg(unix)]
+        let hup = async {
+            match hangup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup = std::future::pending::<Option<()>>();
+        tokio::select! {
+            () = async { let _ = stop.wait_for(|s| *s).await; } => return,
+            _ = hup => {
+                tracing::info!("SIGHUP: reloading the config");
+                run_reload(&current).await;
+                files = watched_files(&current.load());
+                applied = fingerprint(&files);
+                candidate = None;
+            }
+            () = tokio::time::sleep(POLL) => {
+                let now = fingerprint(&files);
+                if now == applied {
+                    candidate = None;
+                } else if candidate.as_ref() == Some(&now) {
+                    // Unchanged for a whole poll: the writer is done.
+                    run_reload(&current).await;
+                    files = watched_files(&current.load());
+                    // A refused file is not retried until it changes again.
+                    applied = fingerprint(&files);
+                    candidate = None;
+                } else {
+                    candidate = Some(now);
+                }
+            }
+        }
+    }
+}
