@@ -164,7 +164,9 @@ async fn forward(
         parts.headers.insert(header::HOST, host);
     }
 
+    let asked = Instant::now();
     let mut response = state.upstream.send(Request::from_parts(parts, body::stream(body))).await?;
+    state.metrics.upstream_duration.observe(asked.elapsed().as_secs_f64());
     if let Some(websocket) = websocket {
         let expires_at = authorized.identity().map(|id| id.expires_at);
         if let Some(switched) = upgrade::splice(websocket, &mut response, expires_at)? {

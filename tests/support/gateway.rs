@@ -63,6 +63,13 @@ impl TestGateway {
         format!("http://{}{path}", self.http)
     }
 
+    /// Replaces the config file atomically (write, then rename), as an operator's tooling would.
+    pub fn rewrite_config(&self, text: &str) {
+        let tmp = self.dir.path().join("gateway.toml.new");
+        std::fs::write(&tmp, text).expect("write config");
+        std::fs::rename(&tmp, self.dir.path().join("gateway.toml")).expect("rename config");
+    }
+
     /// Drains and stops; returns whether every connection finished in time.
     pub async fn stop(mut self) -> bool {
         match self.gateway.take() {

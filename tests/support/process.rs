@@ -22,16 +22,25 @@ impl GatewayProcess {
     /// Writes `config` (with `{HTTP}` and `{ADMIN}` replaced by free ports) to
     /// `dir/name` and runs the gateway on it until `/readyz` answers at all.
     pub async fn start(dir: &Path, name: &str, config: &str) -> GatewayProcess {
+        Self::start_logged(dir, name, config, None).await
+    }
+
+    /// Like `start`, with JSON logs written to `log` when given.
+    pub async fn start_logged(dir: &Path, name: &str, config: &str, log: Option<&Path>) -> GatewayProcess {
         let (http, admin) = (free_port(), free_port());
         let text =
             config.replace("{HTTP}", &format!("127.0.0.1:{http}")).replace("{ADMIN}", &format!("127.0.0.1:{admin}"));
         std::fs::write(dir.join(name), text).expect("write config");
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+            None => Stdio::null(),
+        };
         let child = Command::new(BIN)
-            .args(["--config", name])
+            .args(["--config", name, "--log-format", "json"])
             .current_dir(dir)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", if log.is_some() { "info" } else { "warn" })
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start authgate");
         let process = GatewayProcess {
@@ -52,6 +61,31 @@ impl GatewayProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn signal(&self, name: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status();
+        }
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     pub fn kill9(&mut self) {
