@@ -288,3 +288,58 @@ async fn each_request_logs_one_line_with_its_fields_and_no_secret() {
         assert!(!text.contains(secret), "the log contains {secret:?}");
     }
 }
+
+#[tokio::test]
+async fn a_mismatched_certificate_and_key_keep_the_old_pair() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start_with(&routes(&up, ""), Options { tls: true, ..Options::default() }).await;
+    let before = server_certificate(&gw).await;
+    let (one, two) = (
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert"),
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert"),
+    );
+    let dir = gw.dir.path().join("certs");
+    std::fs::write(dir.join("self-signed.crt"), one.cert.pem()).expect("write");
+    std::fs::write(dir.join("self-signed.key"), two.signing_key.serialize_pem()).expect("write");
+    let metrics_url = format!("http://{}/metrics", gw.admin);
+    let refused = support::eventually(Duration::from_secs(5), || async {
+        let text = String::from_utf8_lossy(&get(&metrics_url, &[]).await.body).into_owned();
+        text.contains("authgate_config_reloads_total{outcome=\"failed\"}").then_some(())
+    })
+    .await;
+    assert!(refused.is_some(), "the mismatched pair was not refused");
+    assert_eq!(server_certificate(&gw).await, before, "a mismatched pair replaced the certificate");
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_config() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = config().replace("UPSTREAM", &up.url());
+    let route_b = format!("[[route]]\npath = \"/b\"\nupstream = \"{}\"\nauth = \"none\"\n", up.url());
+    // Padded so the rewrite below keeps the file's size.
+    let text = format!("{base}# {}\n", "x".repeat(route_b.len()));
+    let gateway = GatewayProcess::start(dir.path(), "g.toml", &text).await;
+    assert_eq!(get(&gateway.url("/b/x"), &[]).await.status, 404, "no /b route yet");
+
+    // Rewrite in place with the same size and modification time: only SIGHUP can notice.
+    let path = dir.path().join("g.toml");
+    let on_disk = std::fs::read_to_string(&path).expect("read");
+    let mtime = std::fs::metadata(&path).expect("meta").modified().expect("mtime");
+    let changed = on_disk.replace(&format!("# {}\n", "x".repeat(route_b.len())), &format!("{route_b}# \n"));
+    assert_eq!(changed.len(), on_disk.len());
+    {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).expect("open");
+        file.write_all(changed.as_bytes()).expect("write");
+        file.set_modified(mtime).expect("keep mtime");
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await; // the file watcher had its chance
+    assert_eq!(get(&gateway.url("/b/x"), &[]).await.status, 404, "the watcher saw an invisible change");
+    gateway.signal("HUP");
+    let applied = support::eventually(Duration::from_secs(3), || async {
+        (get(&gateway.url("/b/x"), &[]).await.status == 200).then_some(())
+    })
+    .await;
+    assert!(applied.is_some(), "SIGHUP did not apply the new route");
+}
