@@ -104,6 +104,12 @@ impl GatewayError {
             GatewayError::Auth(AuthError::StoreUnavailable) => {
                 a(S::SERVICE_UNAVAILABLE, "store_unavailable", "revocations cannot be checked right now")
             }
+            GatewayError::Auth(AuthError::InsufficientScope) => bearer(
+                S::FORBIDDEN,
+                "insufficient_scope",
+                "the caller lacks a scope this route requires",
+                "insufficient_scope",
+            ),
             GatewayError::Auth(AuthError::CsrfFailed) => {
                 a(S::FORBIDDEN, "csrf_failed", "the CSRF token is missing or does not match")
             }

@@ -20,7 +20,7 @@ use http::{HeaderMap, Method};
 use crate::config::{AuthMode, OnUnavailable};
 use crate::store::Stores;
 pub use policy::{Authorized, authorize};
-pub use verify::{Identity, TokenError, Verifier};
+pub use verify::{Identity, TokenError, Verifier, claim_path};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -30,6 +30,8 @@ pub enum AuthError {
     Token(#[from] TokenError),
     #[error("caller lacks the route's role")]
     InsufficientRole,
+    #[error("caller lacks one of the route's scopes")]
+    InsufficientScope,
     #[error("token revoked")]
     Revoked,
     #[error("the denylist copy is not confirmed current")]

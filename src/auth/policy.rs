@@ -1,6 +1,6 @@
 //! Authorization: may this caller use this route?
 //!
-//! Owns the route's rule (`roles`, any one of them) and the `Authorized`
+//! Owns the route's rules (`roles`: any one of them; `scopes`: every one) and the `Authorized`
 //! value. Forwarding takes an `Authorized`, and only `authorize` can build
 //! one, so no code path reaches the upstream without passing policy.
 
@@ -35,6 +35,12 @@ pub fn authorize(route: &Route, identity: Option<Identity>) -> Result<Authorized
             return Err(AuthError::InsufficientRole);
         }
     }
+    if !route.scopes.is_empty() {
+        let granted = identity.as_ref().map_or(&[][..], |id| id.scopes.as_slice());
+        if !route.scopes.iter().all(|needed| granted.contains(needed)) {
+            return Err(AuthError::InsufficientScope);
+        }
+    }
     Ok(Authorized { identity })
 }
 
@@ -59,6 +65,7 @@ mod tests {
             jti: "j".into(),
             expires_at: u64::MAX,
             issued_at: 0,
+            scopes: vec![],
             claims: Default::default(),
         })
     }
@@ -72,6 +79,16 @@ mod tests {
             assert!(matches!(authorize(&admin, caller(roles)), Err(AuthError::InsufficientRole)), "{roles:?}");
         }
         assert!(matches!(authorize(&admin, None), Err(AuthError::MissingToken)));
+    }
+
+    #[test]
+    fn scopes_are_all_of() {
+        let orders = route("scopes = [\"read:orders\", \"write:orders\"]");
+        let mut id = caller(&[]);
+        id.as_mut().unwrap().scopes = vec!["read:orders".into(), "write:orders".into(), "x".into()];
+        assert!(authorize(&orders, id.clone()).is_ok());
+        id.as_mut().unwrap().scopes = vec!["read:orders".into()];
+        assert!(matches!(authorize(&orders, id), Err(AuthError::InsufficientScope)));
     }
 
     #[test]

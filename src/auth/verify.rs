@@ -61,6 +61,8 @@ pub struct Identity {
     pub expires_at: u64,
     /// `iat`, seconds since the epoch.
     pub issued_at: u64,
+    /// OAuth scopes: `scope` (space-separated) or `scp` (a list, as Okta and Azure send it).
+    pub scopes: Vec<String>,
     /// Every claim, as verified.
     pub claims: Map<String, Value>,
 }
@@ -222,6 +224,23 @@ impl Verifier {
                 .ok_or(TokenError::Claims("roles is not an array of strings"))?,
             Some(_) => return Err(TokenError::Claims("roles is not an array of strings")),
         };
-        Ok(Identity { sub, roles, jti, expires_at, issued_at, claims })
+        let scopes = scopes(&claims);
+        Ok(Identity { sub, roles, jti, expires_at, issued_at, scopes, claims })
     }
+}
+
+/// `scope` ("a b c") or `scp` (["a", "b"] or "a b").
+pub fn scopes(claims: &Map<String, Value>) -> Vec<String> {
+    let words = |s: &str| s.split_ascii_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    match (claims.get("scope"), claims.get("scp")) {
+        (Some(Value::String(s)), _) | (None, Some(Value::String(s))) => words(s),
+        (None, Some(Value::Array(list))) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The claim at a dotted path (`realm_access.roles`), if every step is an object.
+pub fn claim_path<'a>(claims: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    rest.iter().try_fold(claims.get(first)?, |value, step| value.as_object()?.get(step))
 }

@@ -242,8 +242,8 @@ pub struct Login {
 pub struct Headers {
     pub user: http::HeaderName,
     pub roles: http::HeaderName,
-    /// Claim name -> header name, in name order.
-    pub claims: Vec<(String, http::HeaderName)>,
+    /// Claim path (dotted, split) -> header name, in name order.
+    pub claims: Vec<(Vec<String>, http::HeaderName)>,
     /// Lowercase; empty means no prefix is stripped (the identity headers still are).
     pub strip_prefix: String,
     pub forward_token: bool,
@@ -295,6 +295,21 @@ pub struct Route {
     pub upstream: Upstream,
     pub auth: AuthMode,
     pub roles: Vec<String>,
+    /// Every one required (from `scope` or `scp`).
+    pub scopes: Vec<String>,
     pub strip_prefix: bool,
+    pub cors: Option<Cors>,
     pub location: Location,
+}
+
+/// CORS for one route: preflights answered by the gateway, actual responses decorated.
+#[derive(Debug, Clone)]
+pub struct Cors {
+    /// Exact origins (`scheme://host[:port]`), or `*` (only without credentials).
+    pub allow_origins: Vec<String>,
+    pub allow_methods: Vec<http::Method>,
+    pub allow_headers: Vec<http::HeaderName>,
+    pub expose_headers: Vec<http::HeaderName>,
+    pub allow_credentials: bool,
+    pub max_age: Option<Duration>,
 }

@@ -155,7 +155,20 @@ pub struct RawRoute {
     pub upstream: Option<S<String>>,
     pub auth: Option<S<String>>,
     pub roles: Option<Vec<S<String>>>,
+    pub scopes: Option<Vec<S<String>>>,
     pub strip_prefix: Option<bool>,
+    pub cors: Option<S<RawCors>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    pub allow_origins: Vec<S<String>>,
+    pub allow_methods: Option<Vec<S<String>>>,
+    pub allow_headers: Option<Vec<S<String>>>,
+    pub expose_headers: Option<Vec<S<String>>>,
+    pub allow_credentials: Option<bool>,
+    pub max_age: Option<S<String>>,
 }
 
 /// A problem found while reading the file's shape: a byte span and a message.

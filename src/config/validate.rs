@@ -593,11 +593,16 @@ fn headers(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawHeaders>>) -> Head
     let mut claims = Vec::new();
     let mut seen = HashSet::from([user.clone(), roles.clone()]);
     for (claim, header) in &r.claims {
+        let path: Vec<String> = claim.split('.').map(str::to_owned).collect();
+        if path.iter().any(String::is_empty) {
+            c.error(header.span(), format!("claim path `{claim}` must be dotted names, e.g. `realm_access.roles`"));
+            continue;
+        }
         if let Some(name) = c.header_name(header, claim) {
             if !seen.insert(name.clone()) {
                 c.error(header.span(), format!("header `{name}` is set from two places"));
             }
-            claims.push((claim.clone(), name));
+            claims.push((path, name));
         }
     }
     if user == roles
@@ -726,6 +731,14 @@ fn route(c: &mut Checker<'_>, r: &S<RawRoute>, tokens: &Tokens) -> Option<Route>
             c.error(first.span(), format!("`roles` needs auth = \"required\" (this route has auth = \"{auth}\")"));
         }
     }
+    let scopes = roles_like(c, raw.scopes.as_deref().unwrap_or(&[]), "scope");
+    if let Some(list) = &raw.scopes
+        && auth != AuthMode::Required
+        && let Some(first) = list.first()
+    {
+        c.error(first.span(), format!("`scopes` needs auth = \"required\" (this route has auth = \"{auth}\")"));
+    }
+    let cors = raw.cors.as_ref().and_then(|cors| self::cors(c, cors));
     if auth != AuthMode::None && tokens.keys.is_empty() && tokens.trusted.is_empty() {
         c.error(
             r.span(),
@@ -739,8 +752,92 @@ fn route(c: &mut Checker<'_>, r: &S<RawRoute>, tokens: &Tokens) -> Option<Route>
         upstream,
         auth,
         roles,
+        scopes,
         strip_prefix: raw.strip_prefix.unwrap_or(false),
+        cors,
         location,
+    })
+}
+
+fn roles_like(c: &mut Checker<'_>, raw: &[S<String>], what: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in raw {
+        let v = r.get_ref();
+        if v.is_empty() || v.contains([',', ' ']) {
+            c.error(r.span(), format!("{what} `{v}` must be non-empty, without commas or spaces"));
+        } else {
+            out.push(v.clone());
+        }
+    }
+    out
+}
+
+fn cors(c: &mut Checker<'_>, raw: &S<super::raw::RawCors>) -> Option<Cors> {
+    let r = raw.get_ref();
+    let credentials = r.allow_credentials.unwrap_or(false);
+    let mut origins = Vec::new();
+    if r.allow_origins.is_empty() {
+        c.error(raw.span(), "[route.cors] needs `allow_origins`");
+    }
+    for o in &r.allow_origins {
+        let text = o.get_ref();
+        if text == "*" {
+            if credentials {
+                c.error(o.span(), "`*` cannot be used with allow_credentials = true: list the origins");
+            }
+            origins.push(text.clone());
+            continue;
+        }
+        let valid = http::Uri::from_str(text).ok().is_some_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https"))
+                && u.authority().is_some_and(|a| !a.as_str().contains('@'))
+                && u.path_and_query().is_none_or(|p| p.as_str().is_empty() || p.as_str() == "/")
+                && !text.ends_with('/')
+        });
+        if valid {
+            origins.push(text.to_ascii_lowercase());
+        } else {
+            c.error(
+                o.span(),
+                format!("origin `{text}` must be exactly scheme://host[:port], e.g. \"https://app.example.com\""),
+            );
+        }
+    }
+    let methods = match &r.allow_methods {
+        None => vec![Method::GET, Method::HEAD, Method::POST],
+        Some(list) => list
+            .iter()
+            .filter_map(|m| match Method::from_bytes(m.get_ref().as_bytes()) {
+                Ok(method) if !m.get_ref().bytes().any(|b| b.is_ascii_lowercase()) => Some(method),
+                _ => {
+                    c.error(m.span(), format!("`{}` is not an upper-case HTTP method", m.get_ref()));
+                    None
+                }
+            })
+            .collect(),
+    };
+    let mut names = |list: &Option<Vec<S<String>>>| -> Vec<HeaderName> {
+        list.iter()
+            .flatten()
+            .filter_map(|h| match HeaderName::from_bytes(h.get_ref().as_bytes()) {
+                Ok(name) => Some(name),
+                Err(_) => {
+                    c.error(h.span(), format!("`{}` is not a header name", h.get_ref()));
+                    None
+                }
+            })
+            .collect()
+    };
+    let allow_headers = names(&r.allow_headers);
+    let expose_headers = names(&r.expose_headers);
+    let max_age = r.max_age.as_ref().map(|m| c.duration(&Some(m.clone()), Duration::ZERO));
+    Some(Cors {
+        allow_origins: origins,
+        allow_methods: methods,
+        allow_headers,
+        expose_headers,
+        allow_credentials: credentials,
+        max_age,
     })
 }
 

@@ -12,7 +12,9 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::auth::{Identity, TokenError};
+use serde_json::Value;
+
+use crate::auth::{Identity, TokenError, claim_path};
 use crate::config::Headers;
 
 /// RFC 9110 §7.6.1 connection-specific fields, plus the legacy ones RFC 7230 named.
@@ -137,18 +139,34 @@ pub fn set_identity(headers: &mut HeaderMap, identity: &Identity, config: &Heade
         return Err(TokenError::Claims("a role is empty, has a comma or surrounding spaces"));
     }
     headers.insert(config.roles.clone(), value(&identity.roles.join(","))?);
-    for (claim, name) in &config.claims {
-        let text = match identity.claims.get(claim) {
-            None | Some(serde_json::Value::Null) => continue,
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => v.to_string(),
-            Some(_) => {
-                return Err(TokenError::Claims("a mapped claim is not a string, number or boolean"));
+    for (path, name) in &config.claims {
+        let text = match claim_path(&identity.claims, path) {
+            None | Some(Value::Null) => continue,
+            Some(Value::Array(items)) => {
+                let parts: Option<Vec<String>> = items.iter().map(scalar).collect();
+                match parts {
+                    Some(parts) if parts.iter().all(|p| !p.contains(',')) => parts.join(","),
+                    _ => {
+                        return Err(TokenError::Claims(
+                            "a mapped claim array holds something that cannot be comma-joined",
+                        ));
+                    }
+                }
             }
+            Some(other) => scalar(other).ok_or(TokenError::Claims("a mapped claim is an object"))?,
         };
         headers.insert(name.clone(), value(&text)?);
     }
     Ok(())
+}
+
+/// A string, number or boolean as header text; `None` for anything else.
+fn scalar(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(_) | Value::Bool(_) => Some(value.to_string()),
+        _ => None,
+    }
 }
 
 /// HTTP/2 splits `Cookie` into several fields; HTTP/1.1 needs one (RFC 9113 §8.2.3).
@@ -210,6 +228,7 @@ mod tests {
             jti: "j".into(),
             expires_at: 0,
             issued_at: 0,
+            scopes: vec![],
             claims: claims.as_object().unwrap().clone(),
         }
     }
@@ -269,6 +288,24 @@ mod tests {
         assert_eq!(h["x-auth-email"], "alice@example.com");
         assert_eq!(h["x-auth-tier"], "3");
         assert!(!h.contains_key("x-auth-absent"));
+    }
+
+    #[test]
+    fn dotted_paths_and_arrays_map_to_headers() {
+        let cfg = config(
+            "[headers]\nclaims = { \"realm_access.roles\" = \"X-Auth-Realm-Roles\", \"org.id\" = \"X-Auth-Org\" }",
+        );
+        let mut id = alice();
+        id.claims.insert("realm_access".into(), serde_json::json!({"roles": ["a", "b"]}));
+        id.claims.insert("org".into(), serde_json::json!({"id": 7}));
+        let mut h = HeaderMap::new();
+        set_identity(&mut h, &id, &cfg).unwrap();
+        assert_eq!(h["x-auth-realm-roles"], "a,b");
+        assert_eq!(h["x-auth-org"], "7");
+        id.claims.insert("realm_access".into(), serde_json::json!({"roles": ["a,admin"]}));
+        assert!(set_identity(&mut HeaderMap::new(), &id, &cfg).is_err(), "a comma inside an element would split it");
+        id.claims.insert("realm_access".into(), serde_json::json!({"roles": [{"x": 1}]}));
+        assert!(set_identity(&mut HeaderMap::new(), &id, &cfg).is_err());
     }
 
     #[test]

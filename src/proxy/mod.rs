@@ -8,6 +8,7 @@
 //! client in `client`, WebSockets in `upgrade`, the try-out upstream in `echo`.
 
 pub mod client;
+pub mod cors;
 pub mod echo;
 pub mod headers;
 pub mod upgrade;
@@ -119,6 +120,12 @@ async fn serve(
     }
     let target = state.router.route_request(&parts)?;
     notes.route.clone_from(&target.route.path);
+    // Preflights carry no credentials: answered here, before authentication, never forwarded.
+    if let Some(cors) = &target.route.cors
+        && cors::is_preflight(&parts)
+    {
+        return Ok(cors::preflight(&parts, cors));
+    }
     let cookie_mode = state.config.login.enabled && state.config.login.cookies;
     let identity = auth::authenticate(&parts.method, &parts.headers, target.route.auth, &state.verifier, cookie_mode)?;
     if let Some(identity) = &identity {
@@ -126,7 +133,13 @@ async fn serve(
         auth::check_revocation(identity, state.stores.as_deref())?;
     }
     let authorized = auth::authorize(target.route, identity)?;
-    forward(parts, body, target, authorized, downstream, state).await
+    let route = target.route;
+    let origin = route.cors.as_ref().and_then(|_| parts.headers.get(header::ORIGIN).cloned());
+    let mut response = forward(parts, body, target, authorized, downstream, state).await?;
+    if let Some(cors) = &route.cors {
+        cors::decorate(origin.as_ref(), response.headers_mut(), cors);
+    }
+    Ok(response)
 }
 
 /// Sends the request on to the route's upstream and streams the answer back.
