@@ -140,7 +140,7 @@ fn comparable(reply: &Reply) -> (u16, Bytes, Vec<(String, String)>) {
     let mut headers: Vec<(String, String)> = reply
         .headers
         .iter()
-        .filter(|(n, _)| *n != "date")
+        .filter(|(n, _)| *n != "date" && *n != "x-request-id")
         .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned()))
         .collect();
     headers.sort();
