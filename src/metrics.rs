@@ -27,6 +27,12 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IssuerLabels {
+    /// From the config, so the set is bounded.
+    pub issuer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
@@ -43,6 +49,7 @@ pub struct Metrics {
     pub open_connections: Gauge,
     denylist_entries: Gauge,
     denylist_staleness: Gauge<f64, AtomicU64>,
+    jwks_age: Family<IssuerLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -60,6 +67,7 @@ impl Default for Metrics {
             open_connections: Gauge::default(),
             denylist_entries: Gauge::default(),
             denylist_staleness: Gauge::default(),
+            jwks_age: Family::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "Requests by route and status", m.requests.clone());
@@ -92,13 +100,26 @@ impl Default for Metrics {
             "Time since the store's change feed last answered (-1: never)",
             m.denylist_staleness.clone(),
         );
+        registry.register(
+            "jwks_age_seconds",
+            "Age of each trusted issuer's keys in use (-1: never fetched); it grows while the JWKS endpoint fails",
+            m.jwks_age.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
 
 impl Metrics {
     /// The text exposition, with the denylist gauges read now.
-    pub fn render(&self, stores: Option<&crate::store::Stores>) -> String {
+    pub fn render(
+        &self,
+        stores: Option<&crate::store::Stores>,
+        trusted: &[std::sync::Arc<crate::auth::trusted::Issuer>],
+    ) -> String {
+        for issuer in trusted {
+            let age = issuer.keys_age().map_or(-1.0, |a| a.as_secs_f64());
+            self.jwks_age.get_or_create(&IssuerLabels { issuer: issuer.config.issuer.clone() }).set(age);
+        }
         if let Some(s) = stores {
             self.denylist_entries.set(i64::try_from(s.denylist.len()).unwrap_or(i64::MAX));
             self.denylist_staleness.set(s.denylist.staleness().map_or(-1.0, |d| d.as_secs_f64()));

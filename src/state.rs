@@ -29,6 +29,8 @@ pub struct State {
     pub hasher: Option<Arc<crate::auth::password::Hasher>>,
     /// Lives as long as the gateway: a reload hands it on.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Trusted issuers; their keys arrive once `start_background` ran.
+    pub trusted: Vec<Arc<crate::auth::trusted::Issuer>>,
 }
 
 /// Reads, validates and builds, reporting the file's problems and its keys'
@@ -48,6 +50,14 @@ pub fn load(path: &std::path::Path, mode: LoadMode) -> Result<State, ConfigError
 }
 
 impl State {
+    /// Starts what a running gateway needs besides requests: the trusted
+    /// issuers' key refresh (each stops when its state is dropped).
+    pub fn start_background(&self) {
+        for issuer in &self.trusted {
+            issuer.spawn_refresh();
+        }
+    }
+
     /// Loads keys and certificates; in `CheckOnly` mode nothing is created on disk.
     pub fn build(config: Config, mode: LoadMode) -> Result<State, ConfigErrors> {
         let mut errors = Vec::new();
@@ -68,11 +78,17 @@ impl State {
             }
             _ => Default::default(),
         };
+        let mut trusted = Vec::new();
+        for t in &config.tokens.trusted {
+            match crate::auth::trusted::Issuer::new(t.clone()) {
+                Ok(issuer) => trusted.push(Arc::new(issuer)),
+                Err(message) => errors.push(crate::config::Diagnostic { location: t.location.clone(), message }),
+            }
+        }
         let Some(keys) = keys.filter(|_| errors.is_empty()) else {
             return Err(ConfigErrors(errors));
         };
-        warn_about_inactive_sections(&config);
-        let verifier = Verifier::new(&config.tokens, &keys);
+        let verifier = Verifier::new(&config.tokens, &keys, &trusted);
         Ok(State {
             router: Router::new(config.routes.clone()),
             keys: Arc::new(keys),
@@ -83,6 +99,7 @@ impl State {
             users_file,
             hasher: hasher(&config)?,
             metrics: Arc::default(),
+            trusted,
             config,
         })
     }
@@ -98,12 +115,4 @@ fn hasher(config: &Config) -> Result<Option<Arc<crate::auth::password::Hasher>>,
             message: format!("cannot set up password hashing: {e}"),
         }])
     })
-}
-
-/// Sections that are validated now but served by later work: say so rather
-/// than let an operator believe they are in force. Each fails closed meanwhile.
-fn warn_about_inactive_sections(config: &Config) {
-    if !config.tokens.trusted.is_empty() {
-        tracing::warn!("[[tokens.trusted]] issuers are not implemented in this version; their tokens are refused");
-    }
 }

@@ -20,6 +20,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use super::keys::{KeySet, VerifyKey};
+use super::trusted::Issuer;
 use crate::config::Tokens;
 
 /// Tokens longer than this are refused before any parsing.
@@ -74,6 +75,8 @@ struct KeyCheck {
 
 pub struct Verifier {
     keys: HashMap<String, KeyCheck>,
+    /// Trusted issuers by their exact `iss`.
+    trusted: HashMap<String, Arc<Issuer>>,
     sole: Option<String>,
     issuer: String,
     audience: Vec<String>,
@@ -81,7 +84,7 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(tokens: &Tokens, keys: &KeySet) -> Verifier {
+    pub fn new(tokens: &Tokens, keys: &KeySet, trusted: &[Arc<Issuer>]) -> Verifier {
         let leeway = tokens.leeway.as_secs();
         let mut checks = HashMap::new();
         for spec in &tokens.keys {
@@ -104,6 +107,7 @@ impl Verifier {
             checks.insert(spec.kid.clone(), KeyCheck { key: key.clone(), validation });
         }
         Verifier {
+            trusted: trusted.iter().map(|i| (i.config.issuer.clone(), i.clone())).collect(),
             sole: keys.sole().map(|k| k.kid.clone()),
             keys: checks,
             issuer: tokens.issuer.clone(),
@@ -130,34 +134,98 @@ impl Verifier {
             URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| TokenError::Malformed("header is not base64url"))?;
         let header: Map<String, Value> =
             serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed("header is not a JSON object"))?;
+        refuse_dangerous_headers(&header)?;
+        // The issuer picks the key set before any key is tried: a token is
+        // never checked against another issuer's keys.
+        if !self.trusted.is_empty() {
+            let payload =
+                URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| TokenError::Malformed("payload is not base64url"))?;
+            let peek: Map<String, Value> =
+                serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed("payload is not a JSON object"))?;
+            match peek.get("iss").and_then(Value::as_str) {
+                Some(iss) if iss == self.issuer => {}
+                Some(iss) => match self.trusted.get(iss) {
+                    Some(issuer) => return self.verify_trusted(token, &header, issuer),
+                    None => return Err(TokenError::Claims("iss")),
+                },
+                None => return Err(TokenError::Claims("iss")),
+            }
+        }
         let check = self.key_for(&header)?;
         let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &check.key.decoding, &check.validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-                _ => TokenError::Verification(e),
-            })?
+            .map_err(decode_error)?
             .claims;
         self.identity(claims, jsonwebtoken::get_current_timestamp())
     }
 
-    /// Header checks, then the key: `kid` picks it, `alg` must be its algorithm.
+    /// A trusted issuer's token: its `kid` in that issuer's JWKS, the key's algorithm, its audience.
+    fn verify_trusted(
+        &self,
+        token: &str,
+        header: &Map<String, Value>,
+        issuer: &Issuer,
+    ) -> Result<Identity, TokenError> {
+        let kid = header.get("kid").and_then(Value::as_str).ok_or(TokenError::UnknownKey)?;
+        let Some((algorithm, key)) = issuer.key(kid) else {
+            issuer.unknown_kid();
+            return Err(TokenError::UnknownKey);
+        };
+        let alg = header.get("alg").and_then(Value::as_str).and_then(|a| Algorithm::from_str(a).ok());
+        if alg != Some(algorithm) {
+            return Err(TokenError::AlgorithmMismatch);
+        }
+        let mut validation = Validation::new(algorithm);
+        validation.algorithms = vec![algorithm];
+        validation.leeway = self.leeway;
+        validation.reject_tokens_expiring_in_less_than = 0;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = true;
+        validation.set_audience(&issuer.config.audience);
+        validation.set_issuer(&[&issuer.config.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(decode_error)?.claims;
+        let now = jsonwebtoken::get_current_timestamp();
+        let sub = match claims.get("sub") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => return Err(TokenError::Claims("sub")),
+        };
+        if !matches!(claims.get("iss"), Some(Value::String(_))) {
+            return Err(TokenError::Claims("iss"));
+        }
+        let date = |name: &'static str| match claims.get(name) {
+            None => Ok(None),
+            Some(v) => match v.as_f64() {
+                Some(n) if n.is_finite() && n >= 0.0 => Ok(Some(n as u64)),
+                _ => Err(TokenError::Claims(name)),
+            },
+        };
+        let expires_at = date("exp")?.ok_or(TokenError::Claims("exp"))?;
+        let issued_at = date("iat")?.unwrap_or(0);
+        if issued_at > now.saturating_add(self.leeway) {
+            return Err(TokenError::Claims("iat is in the future"));
+        }
+        let jti = match claims.get("jti") {
+            None => String::new(),
+            Some(Value::String(j)) if j.len() <= MAX_JTI_BYTES => j.clone(),
+            Some(_) => return Err(TokenError::Claims("jti")),
+        };
+        let roles = match claim_path(&claims, &issuer.config.roles_claim) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) => s.split_ascii_whitespace().map(str::to_owned).collect(),
+            Some(Value::Array(list)) => list
+                .iter()
+                .map(|r| r.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or(TokenError::Claims("roles claim is not a list of strings"))?,
+            Some(_) => return Err(TokenError::Claims("roles claim is not a list of strings")),
+        };
+        let scopes = scopes(&claims);
+        Ok(Identity { sub, roles, jti, expires_at, issued_at, scopes, claims })
+    }
+
+    /// Our own keys: `kid` picks the key, `alg` must be its algorithm.
     fn key_for(&self, header: &Map<String, Value>) -> Result<&KeyCheck, TokenError> {
-        // RFC 7515 §4.1.11: we understand no extension, so any `crit` is refused.
-        if header.contains_key("crit") {
-            return Err(TokenError::Header("crit"));
-        }
-        if header.contains_key("b64") {
-            return Err(TokenError::Header("b64"));
-        }
-        for remote in ["jku", "jwk", "x5u", "x5c"] {
-            if header.contains_key(remote) {
-                return Err(TokenError::Header("embedded or remote key reference"));
-            }
-        }
-        if header.contains_key("enc") || header.contains_key("zip") {
-            return Err(TokenError::Header("JWE"));
-        }
         // RFC 9068 §2.1: own access tokens are typed; media types compare case-insensitively.
         match header.get("typ").and_then(Value::as_str) {
             Some(t) if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") => {}
@@ -229,6 +297,35 @@ impl Verifier {
     }
 }
 
+/// Headers no token of ours or of a trusted issuer needs, each a known attack:
+/// `crit` (RFC 7515 §4.1.11: we understand no extension), `b64` (RFC 7797),
+/// keys embedded or fetched from the token (`jku`, `jwk`, `x5u`, `x5c`), JWE.
+fn refuse_dangerous_headers(header: &Map<String, Value>) -> Result<(), TokenError> {
+    if header.contains_key("crit") {
+        return Err(TokenError::Header("crit"));
+    }
+    if header.contains_key("b64") {
+        return Err(TokenError::Header("b64"));
+    }
+    for remote in ["jku", "jwk", "x5u", "x5c"] {
+        if header.contains_key(remote) {
+            return Err(TokenError::Header("embedded or remote key reference"));
+        }
+    }
+    if header.contains_key("enc") || header.contains_key("zip") {
+        return Err(TokenError::Header("JWE"));
+    }
+    Ok(())
+}
+
+fn decode_error(e: jsonwebtoken::errors::Error) -> TokenError {
+    match e.kind() {
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        _ => TokenError::Verification(e),
+    }
+}
+
 /// `scope` ("a b c") or `scp` (["a", "b"] or "a b").
 pub fn scopes(claims: &Map<String, Value>) -> Vec<String> {
     let words = |s: &str| s.split_ascii_whitespace().map(str::to_owned).collect::<Vec<_>>();
@@ -239,8 +336,13 @@ pub fn scopes(claims: &Map<String, Value>) -> Vec<String> {
     }
 }
 
-/// The claim at a dotted path (`realm_access.roles`), if every step is an object.
-pub fn claim_path<'a>(claims: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
-    let (first, rest) = path.split_first()?;
-    rest.iter().try_fold(claims.get(first)?, |value, step| value.as_object()?.get(step))
+/// The claim named `name`: the key itself if present (Auth0's namespaced
+/// claims are URLs, dots included), else a dotted path (`realm_access.roles`).
+pub fn claim_path<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    if let Some(v) = claims.get(name) {
+        return Some(v);
+    }
+    let mut steps = name.split('.');
+    let first = claims.get(steps.next()?)?;
+    steps.try_fold(first, |value, step| value.as_object()?.get(step))
 }

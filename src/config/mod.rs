@@ -179,8 +179,8 @@ pub struct TrustedIssuer {
     pub issuer: String,
     pub jwks_url: http::Uri,
     pub audience: Vec<String>,
-    /// Dotted path to the roles claim, split into segments.
-    pub roles_claim: Vec<String>,
+    /// The roles claim: a key, else a dotted path (`realm_access.roles`).
+    pub roles_claim: String,
     pub ca_file: Option<PathBuf>,
     pub location: Location,
 }
@@ -242,8 +242,8 @@ pub struct Login {
 pub struct Headers {
     pub user: http::HeaderName,
     pub roles: http::HeaderName,
-    /// Claim path (dotted, split) -> header name, in name order.
-    pub claims: Vec<(Vec<String>, http::HeaderName)>,
+    /// Claim (a key, else a dotted path) -> header name, in name order.
+    pub claims: Vec<(String, http::HeaderName)>,
     /// Lowercase; empty means no prefix is stripped (the identity headers still are).
     pub strip_prefix: String,
     pub forward_token: bool,

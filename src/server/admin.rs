@@ -17,10 +17,15 @@ pub fn handle<B>(request: &Request<B>, health: &Health, state: &State) -> Respon
     let store = state.stores.as_deref();
     let store_ok = store.is_none_or(|s| s.is_current() || s.on_unavailable == OnUnavailable::Allow);
     let staleness_ms = store.and_then(|s| s.denylist.staleness()).map(|d| d.as_millis() as u64);
+    let jwks: Vec<_> = state
+        .trusted
+        .iter()
+        .map(|i| json!({"issuer": i.config.issuer, "keys": i.key_count(), "age_s": i.keys_age().map(|a| a.as_secs())}))
+        .collect();
     let (status, document) = match (request.method().as_str(), request.uri().path()) {
         ("GET" | "HEAD", "/healthz") => (StatusCode::OK, json!({"status": "ok"})),
         ("GET" | "HEAD", "/readyz") if health.is_ready() && store_ok => {
-            (StatusCode::OK, json!({"status": "ready", "denylist_staleness_ms": staleness_ms}))
+            (StatusCode::OK, json!({"status": "ready", "denylist_staleness_ms": staleness_ms, "jwks": jwks}))
         }
         ("GET" | "HEAD", "/readyz") => {
             let reason = match (health.is_draining(), health.is_ready()) {
@@ -28,11 +33,12 @@ pub fn handle<B>(request: &Request<B>, health: &Health, state: &State) -> Respon
                 (false, false) => "starting",
                 (false, true) => "store_unavailable",
             };
-            let body = json!({"status": "not_ready", "reason": reason, "denylist_staleness_ms": staleness_ms});
+            let body =
+                json!({"status": "not_ready", "reason": reason, "denylist_staleness_ms": staleness_ms, "jwks": jwks});
             (StatusCode::SERVICE_UNAVAILABLE, body)
         }
         ("GET", "/metrics") => {
-            let mut response = Response::new(body::full(state.metrics.render(store)));
+            let mut response = Response::new(body::full(state.metrics.render(store, &state.trusted)));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

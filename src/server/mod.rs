@@ -142,6 +142,7 @@ impl Gateway {
         let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
         let addresses = Addresses { http: local(&http), https: local(&https), admin: local(&admin) };
         let limits = server.limits.clone();
+        state.start_background();
         let health = Arc::new(Health::default());
         let state = Arc::new(ArcSwap::from_pointee(state));
         let shared = Arc::new(Shared {

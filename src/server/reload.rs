@@ -88,6 +88,7 @@ pub fn reload(current: &ArcSwap<State>) -> Result<(), ConfigErrors> {
     if new.hasher.is_some() && old.hasher.is_some() {
         new.hasher.clone_from(&old.hasher);
     }
+    new.start_background();
     current.store(Arc::new(new));
     old.metrics.reload("ok");
     tracing::info!(config = %path.display(), "config reloaded");
