@@ -181,8 +181,14 @@ async fn forward(
     let mut response = state.upstream.send(Request::from_parts(parts, body::stream(body))).await?;
     state.metrics.upstream_duration.observe(asked.elapsed().as_secs_f64());
     if let Some(websocket) = websocket {
-        let expires_at = authorized.identity().map(|id| id.expires_at);
-        if let Some(switched) = upgrade::splice(websocket, &mut response, expires_at)? {
+        let caller = authorized.identity().map(|id| upgrade::Caller {
+            jti: id.jti.clone(),
+            sub: id.sub.clone(),
+            issued_at: id.issued_at,
+            expires_at: id.expires_at,
+            stores: state.stores.clone(),
+        });
+        if let Some(switched) = upgrade::splice(websocket, &mut response, caller)? {
             return Ok(switched);
         }
     }

@@ -3,7 +3,8 @@
 //! Owns recognising a WebSocket handshake, handing it to the upstream with
 //! its `Connection: upgrade` intact, checking the upstream's 101 (a wrong
 //! `Sec-WebSocket-Accept` is a 502), and splicing the two upgraded
-//! connections. A tunnel lives no longer than the token that opened it.
+//! connections. A tunnel lives no longer than the token that opened it:
+//! it is closed when the token expires or is revoked.
 //! Other upgrade tokens (`h2c`, ...) are not honoured: they are hop-by-hop
 //! and removed like any other.
 
@@ -23,6 +24,18 @@ use crate::body::{self, Body};
 use crate::error::GatewayError;
 
 const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// How often an open tunnel looks its token up in the denylist copy (no network).
+const REVOCATION_CHECK: Duration = Duration::from_millis(500);
+
+/// Whose tunnel it is: it ends when their token expires or is revoked.
+pub struct Caller {
+    pub jti: String,
+    pub sub: String,
+    pub issued_at: u64,
+    pub expires_at: u64,
+    pub stores: Option<std::sync::Arc<crate::store::Stores>>,
+}
 
 /// A client's WebSocket handshake, taken out of the request.
 pub struct WebSocketUpgrade {
@@ -71,7 +84,7 @@ fn expected_accept(key: &HeaderValue) -> String {
 pub fn splice(
     upgrade: WebSocketUpgrade,
     upstream: &mut Response<Incoming>,
-    expires_at: Option<u64>,
+    caller: Option<Caller>,
 ) -> Result<Option<Response<Body>>, UpstreamError> {
     if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
         return Ok(None);
@@ -84,9 +97,9 @@ pub fn splice(
         return Err(UpstreamError::BadUpgrade("wrong or missing Sec-WebSocket-Accept"));
     }
     let upstream_upgrade = hyper::upgrade::on(&mut *upstream);
-    let lifetime = expires_at.map(|exp| {
+    let lifetime = caller.as_ref().map(|c| {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        Duration::from_secs(exp.saturating_sub(now))
+        Duration::from_secs(c.expires_at.saturating_sub(now))
     });
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(upgrade.client, upstream_upgrade) {
@@ -98,15 +111,28 @@ pub fn splice(
         };
         let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
         let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
-        match lifetime {
-            Some(limit) => {
-                if tokio::time::timeout(limit, copy).await.is_err() {
-                    tracing::info!("websocket closed: its token expired");
+        let expiry = async {
+            match lifetime {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        };
+        let revoked = async {
+            let Some(c) = caller.as_ref().filter(|c| c.stores.is_some()) else {
+                return std::future::pending().await;
+            };
+            let mut every = tokio::time::interval(REVOCATION_CHECK);
+            loop {
+                every.tick().await;
+                if c.stores.as_ref().is_some_and(|s| s.denylist.is_revoked(&c.jti, &c.sub, c.issued_at)) {
+                    return;
                 }
             }
-            None => {
-                let _ = copy.await;
-            }
+        };
+        tokio::select! {
+            _ = copy => {}
+            () = expiry => tracing::info!("websocket closed: its token expired"),
+            () = revoked => tracing::info!("websocket closed: its token was revoked"),
         }
     });
     let mut response = Response::new(body::empty());

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod gateway;
+pub mod jwks;
 pub mod process;
 pub mod redis;
 pub mod tokens;
