@@ -105,3 +105,34 @@ async fn the_tunnel_closes_when_its_token_expires() {
     .await;
     assert_eq!(closed, Ok(true), "the tunnel outlived its token");
 }
+
+#[tokio::test]
+async fn the_tunnel_closes_when_its_token_is_revoked() {
+    let ws = websocket_upstream().await;
+    let options = support::gateway::Options { endpoints: true, ..Default::default() };
+    let gw =
+        TestGateway::start_with(&format!("[[route]]\npath = \"/ws\"\nupstream = \"http://{ws}\"\n"), options).await;
+    let token = sign("es256", &claims("alice", &[]));
+    let mut socket = open(&gw, Some(&token)).await.expect("handshake");
+    let _greeting = socket.next().await;
+    let admin = sign("es256", &claims("root", &["admin"]));
+    let jti = support::process::jti_of(&token);
+    let revoked = support::client::send(
+        http::Method::POST,
+        &gw.url("/auth/revoke"),
+        &[("authorization", &format!("Bearer {admin}")), ("content-type", "application/json")],
+        bytes::Bytes::from(format!("{{\"jti\":\"{jti}\"}}")),
+    )
+    .await;
+    assert_eq!(revoked.status, 204);
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match socket.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed, Ok(true), "a revoked token kept its socket open");
+}
