@@ -53,6 +53,11 @@ impl IdpKey {
 
 impl JwksServer {
     pub async fn start(keys: Vec<Jwk>) -> JwksServer {
+        Self::start_with(keys, None).await
+    }
+
+    /// Serves over TLS with `acceptor` (an HTTPS JWKS endpoint).
+    pub async fn start_with(keys: Vec<Jwk>, tls: Option<tokio_rustls::TlsAcceptor>) -> JwksServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let server = JwksServer {
             addr: listener.local_addr().expect("addr"),
@@ -64,6 +69,7 @@ impl JwksServer {
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let s = shared.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |_req| {
                         let s = s.clone();
@@ -84,8 +90,17 @@ impl JwksServer {
                             )
                         }
                     });
-                    let _ =
-                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
+                    let builder = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(tcp).await {
+                                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+                        }
+                    }
                 });
             }
         });
@@ -107,4 +122,28 @@ impl JwksServer {
     pub fn fail(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);
     }
+}
+
+/// A private CA and a server certificate for `localhost` signed by it: (CA PEM, TLS acceptor).
+pub fn private_ca_server() -> (String, tokio_rustls::TlsAcceptor) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("leaf params")
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf");
+    let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).expect("key der");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)
+        .expect("server config");
+    (ca_cert.pem(), tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
