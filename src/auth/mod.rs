@@ -16,6 +16,8 @@ pub mod trusted;
 pub mod users;
 pub mod verify;
 
+use std::sync::Arc;
+
 use http::{HeaderMap, Method};
 
 use crate::config::{AuthMode, OnUnavailable};
@@ -51,7 +53,7 @@ pub fn authenticate(
     mode: AuthMode,
     verifier: &Verifier,
     cookie_mode: bool,
-) -> Result<Option<Identity>, AuthError> {
+) -> Result<Option<Arc<Identity>>, AuthError> {
     if mode == AuthMode::None {
         return Ok(None);
     }

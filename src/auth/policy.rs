@@ -4,23 +4,25 @@
 //! value. Forwarding takes an `Authorized`, and only `authorize` can build
 //! one, so no code path reaches the upstream without passing policy.
 
+use std::sync::Arc;
+
 use super::{AuthError, Identity};
 use crate::config::{AuthMode, Route};
 
 /// Proof that policy allowed this request; the only way to forward.
 #[derive(Debug)]
 pub struct Authorized {
-    identity: Option<Identity>,
+    identity: Option<Arc<Identity>>,
 }
 
 impl Authorized {
     /// The verified caller; `None` on `auth = "none"` routes and anonymous `optional` requests.
     pub fn identity(&self) -> Option<&Identity> {
-        self.identity.as_ref()
+        self.identity.as_deref()
     }
 }
 
-pub fn authorize(route: &Route, identity: Option<Identity>) -> Result<Authorized, AuthError> {
+pub fn authorize(route: &Route, identity: Option<Arc<Identity>>) -> Result<Authorized, AuthError> {
     match (&identity, route.auth) {
         (None, AuthMode::Required) => return Err(AuthError::MissingToken),
         (Some(_), AuthMode::None) => {
@@ -58,8 +60,8 @@ mod tests {
         Config::from_str(&src, Path::new("t.toml")).unwrap().routes.remove(0)
     }
 
-    fn caller(roles: &[&str]) -> Option<Identity> {
-        Some(Identity {
+    fn caller(roles: &[&str]) -> Option<Arc<Identity>> {
+        Some(Arc::new(Identity {
             sub: "alice".into(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
             jti: "j".into(),
@@ -67,7 +69,7 @@ mod tests {
             issued_at: 0,
             scopes: vec![],
             claims: Default::default(),
-        })
+        }))
     }
 
     #[test]
@@ -84,11 +86,13 @@ mod tests {
     #[test]
     fn scopes_are_all_of() {
         let orders = route("scopes = [\"read:orders\", \"write:orders\"]");
-        let mut id = caller(&[]);
-        id.as_mut().unwrap().scopes = vec!["read:orders".into(), "write:orders".into(), "x".into()];
-        assert!(authorize(&orders, id.clone()).is_ok());
-        id.as_mut().unwrap().scopes = vec!["read:orders".into()];
-        assert!(matches!(authorize(&orders, id), Err(AuthError::InsufficientScope)));
+        let with = |scopes: &[&str]| {
+            let mut id = (*caller(&[]).unwrap()).clone();
+            id.scopes = scopes.iter().map(|s| s.to_string()).collect();
+            Some(Arc::new(id))
+        };
+        assert!(authorize(&orders, with(&["read:orders", "write:orders", "x"])).is_ok());
+        assert!(matches!(authorize(&orders, with(&["read:orders"])), Err(AuthError::InsufficientScope)));
     }
 
     #[test]

@@ -75,6 +75,8 @@ struct KeyCheck {
 
 pub struct Verifier {
     keys: HashMap<String, KeyCheck>,
+    /// Own tokens already verified; `None` with `verify_cache = 0`.
+    cache: Option<VerifyCache>,
     /// Trusted issuers by their exact `iss`.
     trusted: HashMap<String, Arc<Issuer>>,
     sole: Option<String>,
@@ -107,6 +109,7 @@ impl Verifier {
             checks.insert(spec.kid.clone(), KeyCheck { key: key.clone(), validation });
         }
         Verifier {
+            cache: (tokens.verify_cache > 0).then(|| VerifyCache::new(tokens.verify_cache)),
             trusted: trusted.iter().map(|i| (i.config.issuer.clone(), i.clone())).collect(),
             sole: keys.sole().map(|k| k.kid.clone()),
             keys: checks,
@@ -116,10 +119,16 @@ impl Verifier {
         }
     }
 
-    /// Verifies one of our own access tokens.
-    pub fn verify(&self, token: &str) -> Result<Identity, TokenError> {
+    /// Verifies a token: ours, or a trusted issuer's. A token of ours seen
+    /// before is answered from the cache while it is unexpired; the caller
+    /// still checks the denylist and policy on every request.
+    pub fn verify(&self, token: &str) -> Result<Arc<Identity>, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
+        }
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(token, now, self.leeway)) {
+            return Ok(hit);
         }
         let mut parts = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
@@ -145,7 +154,8 @@ impl Verifier {
             match peek.get("iss").and_then(Value::as_str) {
                 Some(iss) if iss == self.issuer => {}
                 Some(iss) => match self.trusted.get(iss) {
-                    Some(issuer) => return self.verify_trusted(token, &header, issuer),
+                    // Not cached: a trusted issuer's keys change behind our back.
+                    Some(issuer) => return self.verify_trusted(token, &header, issuer).map(Arc::new),
                     None => return Err(TokenError::Claims("iss")),
                 },
                 None => return Err(TokenError::Claims("iss")),
@@ -155,7 +165,11 @@ impl Verifier {
         let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &check.key.decoding, &check.validation)
             .map_err(decode_error)?
             .claims;
-        self.identity(claims, jsonwebtoken::get_current_timestamp())
+        let identity = Arc::new(self.identity(claims, now)?);
+        if let Some(cache) = &self.cache {
+            cache.insert(token, &identity, now, self.leeway);
+        }
+        Ok(identity)
     }
 
     /// A trusted issuer's token: its `kid` in that issuer's JWKS, the key's algorithm, its audience.
@@ -297,6 +311,51 @@ impl Verifier {
     }
 }
 
+/// Verified own tokens by the whole token string. Bounded: past capacity,
+/// expired entries are swept (at most once a second, so a flood of distinct
+/// tokens cannot make every request pay for a sweep) and, if still full,
+/// nothing new is remembered. An entry is never used past `exp + leeway`.
+/// Lives in the `Verifier`, so a reload (new keys) starts it empty.
+struct VerifyCache {
+    entries: papaya::HashMap<Box<str>, Arc<Identity>>,
+    capacity: usize,
+    /// When the last sweep ran, seconds since the epoch.
+    last_sweep: std::sync::atomic::AtomicU64,
+}
+
+impl VerifyCache {
+    fn new(capacity: usize) -> VerifyCache {
+        VerifyCache { entries: papaya::HashMap::new(), capacity, last_sweep: Default::default() }
+    }
+
+    fn get(&self, token: &str, now: u64, leeway: u64) -> Option<Arc<Identity>> {
+        let entries = self.entries.pin();
+        let hit = entries.get(token)?;
+        if hit.expires_at.saturating_add(leeway) < now {
+            entries.remove(token);
+            return None;
+        }
+        Some(hit.clone())
+    }
+
+    fn insert(&self, token: &str, identity: &Arc<Identity>, now: u64, leeway: u64) {
+        use std::sync::atomic::Ordering;
+        let entries = self.entries.pin();
+        if entries.len() >= self.capacity {
+            let last = self.last_sweep.load(Ordering::Relaxed);
+            if last == now || self.last_sweep.compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed).is_err()
+            {
+                return;
+            }
+            entries.retain(|_, id| id.expires_at.saturating_add(leeway) >= now);
+            if entries.len() >= self.capacity {
+                return;
+            }
+        }
+        entries.insert(token.into(), identity.clone());
+    }
+}
+
 /// Headers no token of ours or of a trusted issuer needs, each a known attack:
 /// `crit` (RFC 7515 §4.1.11: we understand no extension), `b64` (RFC 7797),
 /// keys embedded or fetched from the token (`jku`, `jwk`, `x5u`, `x5c`), JWE.
@@ -345,4 +404,46 @@ pub fn claim_path<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a 
     let mut steps = name.split('.');
     let first = claims.get(steps.next()?)?;
     steps.try_fold(first, |value, step| value.as_object()?.get(step))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(expires_at: u64) -> Arc<Identity> {
+        Arc::new(Identity {
+            sub: "alice".into(),
+            roles: vec![],
+            jti: "j".into(),
+            expires_at,
+            issued_at: 0,
+            scopes: vec![],
+            claims: Map::new(),
+        })
+    }
+
+    #[test]
+    fn the_cache_never_answers_past_exp_plus_leeway() {
+        let cache = VerifyCache::new(10);
+        cache.insert("t", &identity(1000), 900, 30);
+        assert!(cache.get("t", 1000, 30).is_some());
+        assert!(cache.get("t", 1030, 30).is_some(), "inside the leeway");
+        assert!(cache.get("t", 1031, 30).is_none(), "past exp + leeway");
+        assert!(cache.get("t", 900, 30).is_none(), "an expired entry is dropped, not kept");
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_sweeps_expired_entries_to_make_room() {
+        let cache = VerifyCache::new(2);
+        cache.insert("a", &identity(100), 50, 0);
+        cache.insert("b", &identity(1000), 50, 0);
+        cache.insert("c", &identity(1000), 50, 0);
+        assert_eq!(cache.entries.len(), 2, "full: nothing more is remembered");
+        assert!(cache.get("c", 50, 0).is_none());
+        // Later, "a" has expired: a sweep makes room.
+        cache.insert("d", &identity(1000), 200, 0);
+        assert!(cache.get("d", 200, 0).is_some());
+        assert!(cache.get("a", 200, 0).is_none());
+        assert!(cache.entries.len() <= 2);
+    }
 }

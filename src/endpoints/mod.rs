@@ -102,7 +102,7 @@ pub async fn read_optional_json<T: DeserializeOwned>(body: Incoming) -> Result<O
 }
 
 /// The verified, not revoked caller (Bearer header, or cookie with CSRF).
-pub fn caller(parts: &Parts, state: &State) -> Result<Identity, GatewayError> {
+pub fn caller(parts: &Parts, state: &State) -> Result<std::sync::Arc<Identity>, GatewayError> {
     let cookie_mode = state.config.login.cookies;
     let identity = auth::authenticate(&parts.method, &parts.headers, AuthMode::Required, &state.verifier, cookie_mode)?
         .ok_or(AuthError::MissingToken)?;
