@@ -45,13 +45,12 @@ pub enum Endpoint {
     Jwks,
 }
 
-/// The endpoint a request is for, if any.
-pub fn find(parts: &Parts, state: &State) -> Option<Endpoint> {
+/// The endpoint a normalized path is for, if any.
+pub fn find(path: &str, state: &State) -> Option<Endpoint> {
     let login = &state.config.login;
     if !login.enabled {
         return None;
     }
-    let path = crate::router::path::normalize(parts.uri.path()).ok()?;
     if path == "/.well-known/jwks.json" {
         return Some(Endpoint::Jwks);
     }

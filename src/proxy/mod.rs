@@ -126,11 +126,13 @@ async fn serve(
     if parts.method == http::Method::TRACE {
         return Err(GatewayError::MethodNotAllowed(parts.method));
     }
-    if let Some(endpoint) = crate::endpoints::find(&parts, state) {
+    // Normalized once: endpoints and routes decide on the same string.
+    let path = crate::router::path::normalize(parts.uri.path()).map_err(crate::router::RouteError::from)?;
+    if let Some(endpoint) = crate::endpoints::find(&path, state) {
         notes.route = "endpoint".to_owned();
         return crate::endpoints::serve(endpoint, parts, body, downstream, state).await;
     }
-    let target = state.router.route_request(&parts)?;
+    let target = state.router.route_request(&parts, path)?;
     notes.route.clone_from(&target.route.path);
     // Preflights carry no credentials: answered here, before authentication, never forwarded.
     if let Some(cors) = &target.route.cors

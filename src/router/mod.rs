@@ -64,10 +64,10 @@ impl Router {
         &self.routes
     }
 
-    /// Routes a request by its head.
-    pub fn route_request(&self, parts: &Parts) -> Result<RouteMatch<'_>, RouteError> {
+    /// Routes a request by its head and its already normalized path.
+    pub fn route_request(&self, parts: &Parts, path: String) -> Result<RouteMatch<'_>, RouteError> {
         let host = request_host(parts)?;
-        self.route(&parts.method, host.as_deref(), parts.uri.path(), parts.uri.query())
+        self.route_normalized(&parts.method, host.as_deref(), path, parts.uri.query())
     }
 
     /// Routes by method, lowercase host without port, raw path and query.
@@ -78,7 +78,17 @@ impl Router {
         raw_path: &str,
         query: Option<&str>,
     ) -> Result<RouteMatch<'_>, RouteError> {
-        let path = path::normalize(raw_path)?;
+        self.route_normalized(method, host, path::normalize(raw_path)?, query)
+    }
+
+    /// Routes a path that `path::normalize` produced.
+    pub fn route_normalized(
+        &self,
+        method: &Method,
+        host: Option<&str>,
+        path: String,
+        query: Option<&str>,
+    ) -> Result<RouteMatch<'_>, RouteError> {
         let index = self.find(method, host, &path).ok_or(RouteError::NoRoute)?;
         let route = &self.routes[index];
         let upstream_path_and_query = upstream_target(route, &path, query);
