@@ -269,7 +269,9 @@ fn round_trip(signing: &SigningKey, verify: &VerifyKey) -> Result<(), String> {
         .map_err(|e| format!("the private key does not verify its own signature: {e}"))
 }
 
-fn read_secret(source: &SecretSource) -> Result<Vec<u8>, String> {
+/// A secret's bytes from a file (warning if others may read it), an
+/// environment variable, or the config; one final newline is dropped.
+pub fn read_secret(source: &SecretSource) -> Result<Vec<u8>, String> {
     let mut bytes = match source {
         SecretSource::File(path) => {
             warn_if_readable_by_others(path);

@@ -22,13 +22,8 @@ pub struct RevokeArgs {
 
 pub fn revoke(config_path: &Path, args: &RevokeArgs) -> anyhow::Result<ExitCode> {
     super::with_store(config_path, async |config, store| {
-        let now = now();
-        let until = now.saturating_add(retention(config).as_secs());
-        let revocation = match (&args.jti, &args.sub) {
-            (Some(jti), _) => Revocation::Jti { jti: jti.clone(), expires_at: until },
-            (None, Some(sub)) => Revocation::Subject { sub: sub.clone(), before: now, expires_at: until },
-            (None, None) => anyhow::bail!("give --jti or --sub"),
-        };
+        let revocation = Revocation::by_operator(args.jti.clone(), args.sub.clone(), now(), retention(config))
+            .context("give one of --jti or --sub")?;
         store.revoke(&revocation).await.context("the store refused the revocation")?;
         tracing::info!(target: "audit", event = "revoke", by = "cli", ?revocation, "revoked");
         eprintln!("revoked ({} store)", store.backend());

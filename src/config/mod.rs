@@ -87,6 +87,13 @@ pub struct Server {
     pub limits: Limits,
 }
 
+impl Server {
+    /// Whether `ip` is a trusted proxy, whose `X-Forwarded-*` may be believed.
+    pub fn is_trusted_proxy(&self, ip: &std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(ip))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Tls {
     pub cert_file: PathBuf,

@@ -140,7 +140,7 @@ pub fn refuse_cross_site(parts: &Parts, state: &State) -> Result<(), GatewayErro
 /// The client's address for throttling: the socket peer, unless it is a
 /// trusted proxy; then the nearest `X-Forwarded-For` entry that is not one.
 pub fn client_ip(parts: &Parts, downstream: &Downstream, state: &State) -> std::net::IpAddr {
-    let trusted = |ip: &std::net::IpAddr| state.config.server.trusted_proxies.iter().any(|n| n.contains(ip));
+    let trusted = |ip: &std::net::IpAddr| state.config.server.is_trusted_proxy(ip);
     let peer = downstream.peer.ip();
     if !trusted(&peer) {
         return peer;

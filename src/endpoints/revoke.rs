@@ -29,14 +29,12 @@ pub async fn revoke(parts: Parts, body: Incoming, state: &State) -> Result<Respo
     }
     let stores = super::stores(state)?;
     let request: RevokeRequest = super::read_json(body).await?;
-    let valid = |id: &String| !id.is_empty() && id.len() <= MAX_ID_BYTES;
-    let now = now();
-    let until = now.saturating_add(stores.retention.as_secs());
-    let revocation = match (request.jti, request.sub) {
-        (Some(jti), None) if valid(&jti) => Revocation::Jti { jti, expires_at: until },
-        (None, Some(sub)) if valid(&sub) => Revocation::Subject { sub, before: now, expires_at: until },
-        _ => return Err(GatewayError::BadRequest("give exactly one of jti or sub")),
-    };
+    let valid = |id: &Option<String>| id.as_ref().is_none_or(|id| !id.is_empty() && id.len() <= MAX_ID_BYTES);
+    if !valid(&request.jti) || !valid(&request.sub) {
+        return Err(GatewayError::BadRequest("give exactly one of jti or sub"));
+    }
+    let revocation = Revocation::by_operator(request.jti, request.sub, now(), stores.retention)
+        .ok_or(GatewayError::BadRequest("give exactly one of jti or sub"))?;
     stores.revoke(&revocation).await?;
     let (kind, value) = match &revocation {
         Revocation::Jti { jti, .. } => ("jti", jti),

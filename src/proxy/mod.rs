@@ -228,7 +228,7 @@ fn prepare_headers(
         auth::cookies::strip(headers);
     }
     let peer = downstream.peer.ip();
-    let trusted = state.config.server.trusted_proxies.iter().any(|net| net.contains(&peer));
+    let trusted = state.config.server.is_trusted_proxy(&peer);
     if !trusted {
         headers::strip_routing_hints(headers);
     }

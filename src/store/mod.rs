@@ -54,6 +54,18 @@ pub enum Revocation {
 }
 
 impl Revocation {
+    /// An operator's revocation (`POST /auth/revoke`, `authgate revoke`): one
+    /// token by `jti`, or every token of `sub` issued until `now`. Its token's
+    /// expiry is unknown, so it is kept for `retention`. `None` unless exactly one is given.
+    pub fn by_operator(jti: Option<String>, sub: Option<String>, now: u64, retention: Duration) -> Option<Revocation> {
+        let expires_at = now.saturating_add(retention.as_secs());
+        match (jti, sub) {
+            (Some(jti), None) => Some(Revocation::Jti { jti, expires_at }),
+            (None, Some(sub)) => Some(Revocation::Subject { sub, before: now, expires_at }),
+            _ => None,
+        }
+    }
+
     pub fn expires_at(&self) -> u64 {
         match self {
             Revocation::Jti { expires_at, .. } | Revocation::Subject { expires_at, .. } => *expires_at,

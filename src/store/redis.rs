@@ -104,15 +104,9 @@ pub struct RedisStore {
 
 impl RedisStore {
     pub async fn connect(url: &SecretSource, prefix: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
-        let url = match url {
-            SecretSource::Inline(u) => u.clone(),
-            SecretSource::Env(name) => std::env::var(name)
-                .map_err(|_| StoreError::Config(format!("environment variable `{name}` is not set")))?,
-            SecretSource::File(path) => std::fs::read_to_string(path)
-                .map(|s| s.trim().to_owned())
-                .map_err(|e| StoreError::Config(format!("cannot read {}: {e}", path.display())))?,
-        };
-        let client = client(&url).await?;
+        let url = crate::auth::keys::read_secret(url).map_err(StoreError::Config)?;
+        let url = String::from_utf8(url).map_err(|_| StoreError::Config("the Redis URL is not UTF-8".into()))?;
+        let client = client(url.trim()).await?;
         let config = |response: Duration| {
             redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout))
