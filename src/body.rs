@@ -34,11 +34,18 @@ pub fn json(value: &serde_json::Value) -> Body {
     full(serde_json::to_vec(value).unwrap_or_default())
 }
 
-/// Reads a whole body of at most `limit` bytes, for the gateway's own small
-/// bodies (endpoints, echo); never used on the proxy path.
-pub async fn read_capped(body: hyper::body::Incoming, limit: usize) -> Result<Bytes, crate::error::GatewayError> {
+/// Reads a whole body of at most `limit` bytes within `timeout` (a client
+/// trickling its body must not hold an endpoint: 408), for the gateway's own
+/// small bodies (endpoints, echo); never used on the proxy path.
+pub async fn read_capped(
+    body: hyper::body::Incoming,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, crate::error::GatewayError> {
     use crate::error::GatewayError;
-    let collected = http_body_util::Limited::new(body, limit).collect().await.map_err(|e| {
+    let collecting = http_body_util::Limited::new(body, limit).collect();
+    let collected = tokio::time::timeout(timeout, collecting).await.map_err(|_| GatewayError::BodyTimeout)?;
+    let collected = collected.map_err(|e| {
         if e.is::<http_body_util::LengthLimitError>() {
             GatewayError::PayloadTooLarge
         } else {
@@ -46,4 +53,67 @@ pub async fn read_capped(body: hyper::body::Incoming, limit: usize) -> Result<By
         }
     })?;
     Ok(collected.to_bytes())
+}
+
+/// The request body toward an upstream, cut off once more than `limit` bytes
+/// have passed (0 = no limit), without buffering. The flag tells whether
+/// it was cut, so the failed exchange is answered 413, not 502.
+pub fn capped<B>(body: B, limit: u64) -> (Body, std::sync::Arc<std::sync::atomic::AtomicBool>)
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    let tripped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if limit == 0 {
+        return (stream(body), tripped);
+    }
+    (Capped { inner: body, left: limit, tripped: tripped.clone() }.boxed_unsync(), tripped)
+}
+
+struct Capped<B> {
+    inner: B,
+    left: u64,
+    tripped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the request body exceeds the route's max_body_bytes")]
+pub struct TooLarge;
+
+impl<B> hyper::body::Body for Capped<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                if len > self.left {
+                    self.tripped.store(true, std::sync::atomic::Ordering::Release);
+                    return Poll::Ready(Some(Err(Box::new(TooLarge))));
+                }
+                self.left -= len;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            other => other.map(|o| o.map(|r| r.map_err(Into::into))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }

@@ -29,6 +29,11 @@ pub enum GatewayError {
     PayloadTooLarge,
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The message's framing is ambiguous (smuggling): refused, and the connection closed.
+    #[error("ambiguous framing: {0}")]
+    Framing(&'static str),
+    #[error("the request body did not arrive within request_body_timeout")]
+    BodyTimeout,
     #[error("wrong user name or password")]
     InvalidCredentials,
     #[error("unknown, expired or revoked refresh token")]
@@ -134,7 +139,12 @@ impl GatewayError {
             GatewayError::PayloadTooLarge => {
                 a(S::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
             }
-            GatewayError::BadRequest(_) => a(S::BAD_REQUEST, "bad_request", "the request is malformed"),
+            GatewayError::BadRequest(_) | GatewayError::Framing(_) => {
+                a(S::BAD_REQUEST, "bad_request", "the request is malformed")
+            }
+            GatewayError::BodyTimeout => {
+                a(S::REQUEST_TIMEOUT, "request_timeout", "the request body did not arrive in time")
+            }
             GatewayError::MethodNotAllowed(_) => {
                 a(S::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed through the gateway")
             }
@@ -159,6 +169,7 @@ impl GatewayError {
 
     pub fn into_response(self) -> Response<Body> {
         let answer = self.answer();
+        let close = matches!(self, GatewayError::Framing(_) | GatewayError::BodyTimeout);
         let retry_after = match &self {
             GatewayError::TooManyAttempts(wait) => Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)),
             _ => None,
@@ -181,6 +192,9 @@ impl GatewayError {
         };
         if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        if close {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if let Some(seconds) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));

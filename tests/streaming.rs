@@ -28,7 +28,11 @@ fn peak_rss_kib() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_256_mib_upload_streams_through_without_buffering() {
     let up = Upstream::start().await;
-    let gw = TestGateway::start(&format!("[[route]]\npath = \"/upload\"\nupstream = \"{}\"\n", up.url())).await;
+    let gw = TestGateway::start(&format!(
+        "[[route]]\npath = \"/upload\"\nupstream = \"{}\"\nmax_body_bytes = 0\n",
+        up.url()
+    ))
+    .await;
     let token = sign("es256", &claims("alice", &[]));
     let before = peak_rss_kib();
 

@@ -83,6 +83,8 @@ pub struct Verifier {
     issuer: String,
     audience: Vec<String>,
     leeway: u64,
+    /// Own tokens' longest lifetime, in seconds.
+    max_lifetime: u64,
 }
 
 impl Verifier {
@@ -116,6 +118,7 @@ impl Verifier {
             issuer: tokens.issuer.clone(),
             audience: tokens.audience.clone(),
             leeway,
+            max_lifetime: tokens.max_lifetime.as_secs(),
         }
     }
 
@@ -215,9 +218,13 @@ impl Verifier {
             },
         };
         let expires_at = date("exp")?.ok_or(TokenError::Claims("exp"))?;
-        let issued_at = date("iat")?.unwrap_or(0);
-        if issued_at > now.saturating_add(self.leeway) {
-            return Err(TokenError::Claims("iat is in the future"));
+        let issued_at = date("iat")?;
+        self.check_times(now, expires_at, issued_at, issuer.config.max_lifetime.as_secs())?;
+        let issued_at = issued_at.unwrap_or(0);
+        // An OpenID Connect ID token (Keycloak marks it `typ: ID`) proves a
+        // login to a client; it is not an access token for this API.
+        if claims.get("typ").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("id")) {
+            return Err(TokenError::Claims("an ID token is not an access token"));
         }
         let jti = match claims.get("jti") {
             None => String::new(),
@@ -262,6 +269,26 @@ impl Verifier {
         Ok(check)
     }
 
+    /// `iat` not in the future, and a lifetime within `max_lifetime`: by
+    /// `exp - iat`, and by `exp - now` (a far-future `exp` without `iat`).
+    fn check_times(
+        &self,
+        now: u64,
+        expires_at: u64,
+        issued_at: Option<u64>,
+        max_lifetime: u64,
+    ) -> Result<(), TokenError> {
+        if issued_at.is_some_and(|iat| iat > now.saturating_add(self.leeway)) {
+            return Err(TokenError::Claims("iat is in the future"));
+        }
+        let too_long = issued_at.is_some_and(|iat| expires_at.saturating_sub(iat) > max_lifetime)
+            || expires_at > now.saturating_add(max_lifetime).saturating_add(self.leeway);
+        if too_long {
+            return Err(TokenError::Claims("lifetime above max_lifetime"));
+        }
+        Ok(())
+    }
+
     /// Type checks jsonwebtoken does not make, then the identity.
     fn identity(&self, claims: Map<String, Value>, now: u64) -> Result<Identity, TokenError> {
         let string = |name: &'static str| match claims.get(name) {
@@ -294,9 +321,7 @@ impl Verifier {
         let expires_at = numeric_date("exp")?;
         numeric_date("nbf")?;
         let issued_at = numeric_date("iat")?;
-        if issued_at > now.saturating_add(self.leeway) {
-            return Err(TokenError::Claims("iat is in the future"));
-        }
+        self.check_times(now, expires_at, Some(issued_at), self.max_lifetime)?;
         let roles = match claims.get("roles") {
             None => Vec::new(),
             Some(Value::Array(list)) => list

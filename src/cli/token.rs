@@ -30,6 +30,13 @@ pub fn token(config_path: &Path, args: &TokenArgs) -> anyhow::Result<ExitCode> {
         Some(t) => parse_duration(t).map_err(anyhow::Error::msg)?,
         None => state.config.tokens.access_ttl,
     };
+    let max = state.config.tokens.max_lifetime;
+    anyhow::ensure!(
+        ttl <= max,
+        "--ttl {} is above tokens.max_lifetime ({}s): the gateway would refuse the token; raise max_lifetime first",
+        args.ttl.as_deref().unwrap_or_default(),
+        max.as_secs()
+    );
     let roles: Vec<String> = args.roles.iter().filter(|r| !r.is_empty()).cloned().collect();
     let token = mint_access_token(&state.config.tokens, key, &args.sub, &roles, ttl, Default::default())
         .context("signing failed")?;

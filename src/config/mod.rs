@@ -113,6 +113,14 @@ pub struct Limits {
     pub upstream_connect_timeout: Duration,
     pub upstream_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Request bodies above this are refused with 413 (per route: `max_body_bytes`; 0 = no limit).
+    pub max_body_bytes: u64,
+    /// How long the gateway's own endpoints wait for a whole request body (408 after).
+    pub request_body_timeout: Duration,
+    /// A connection that moves no byte either way for this long is closed
+    /// gracefully (in-flight requests finish first).
+    pub idle_timeout: Duration,
+    pub h2_max_concurrent_streams: u32,
 }
 
 impl Default for Limits {
@@ -126,6 +134,10 @@ impl Default for Limits {
             upstream_connect_timeout: Duration::from_secs(2),
             upstream_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(20),
+            max_body_bytes: 10 * 1024 * 1024,
+            request_body_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            h2_max_concurrent_streams: 100,
         }
     }
 }
@@ -140,6 +152,9 @@ pub struct Tokens {
     /// The kid that signs new tokens, if any key can sign.
     pub signing_key: Option<String>,
     pub verify_cache: usize,
+    /// The longest an own access token may live (`exp - iat`, and `exp - now`);
+    /// a longer-lived one was not minted by this gateway's policy.
+    pub max_lifetime: Duration,
     pub keys: Vec<KeySpec>,
     pub trusted: Vec<TrustedIssuer>,
 }
@@ -189,6 +204,8 @@ pub struct TrustedIssuer {
     /// The roles claim: a key, else a dotted path (`realm_access.roles`).
     pub roles_claim: String,
     pub ca_file: Option<PathBuf>,
+    /// The longest a token of this issuer may live (`exp - iat`, `exp - now`).
+    pub max_lifetime: Duration,
     pub location: Location,
 }
 
@@ -305,6 +322,8 @@ pub struct Route {
     /// Every one required (from `scope` or `scp`).
     pub scopes: Vec<String>,
     pub strip_prefix: bool,
+    /// Request bodies above this get 413 (0 = no limit); from `[server.limits]` unless set.
+    pub max_body_bytes: u64,
     pub cors: Option<Cors>,
     pub location: Location,
 }

@@ -57,6 +57,10 @@ pub struct RawLimits {
     pub upstream_connect_timeout: Option<S<String>>,
     pub upstream_timeout: Option<S<String>>,
     pub shutdown_grace: Option<S<String>>,
+    pub max_body_bytes: Option<S<u64>>,
+    pub request_body_timeout: Option<S<String>>,
+    pub idle_timeout: Option<S<String>>,
+    pub h2_max_concurrent_streams: Option<S<usize>>,
 }
 
 /// `audience = "api"` or `audience = ["api", "web"]`.
@@ -77,6 +81,7 @@ pub struct RawTokens {
     pub leeway: Option<S<String>>,
     pub signing_key: Option<S<String>>,
     pub verify_cache: Option<S<usize>>,
+    pub max_lifetime: Option<S<String>>,
     #[serde(default)]
     pub keys: Vec<S<RawKey>>,
     #[serde(default)]
@@ -105,6 +110,7 @@ pub struct RawTrusted {
     pub audience: Option<S<OneOrMany>>,
     pub roles_claim: Option<S<String>>,
     pub ca_file: Option<S<String>>,
+    pub max_lifetime: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,6 +163,7 @@ pub struct RawRoute {
     pub roles: Option<Vec<S<String>>>,
     pub scopes: Option<Vec<S<String>>>,
     pub strip_prefix: Option<bool>,
+    pub max_body_bytes: Option<S<u64>>,
     pub cors: Option<S<RawCors>>,
 }
 

@@ -130,7 +130,7 @@ pub(super) fn validate(raw: RawConfig, map: &SourceMap, diagnostics: &mut Vec<Di
     let store = store(&mut c, raw.store.as_ref());
     let login = login(&mut c, raw.login.as_ref(), &tokens);
     let headers = headers(&mut c, raw.headers.as_ref());
-    let routes = routes(&mut c, &raw.routes, &tokens);
+    let routes = routes(&mut c, &raw.routes, &tokens, server.limits.max_body_bytes);
 
     if server.http.is_none() && server.https.is_none() {
         let span = raw.server.as_ref().map_or(0..0, |s| s.span());
@@ -205,6 +205,7 @@ fn limits(c: &mut Checker<'_>, raw: Option<&RawLimits>) -> Limits {
     let max_header_bytes = bounded(&raw.max_header_bytes, "max_header_bytes", 1024, 1024 * 1024, d.max_header_bytes);
     let max_headers = bounded(&raw.max_headers, "max_headers", 8, 10_000, d.max_headers);
     let max_connections = bounded(&raw.max_connections, "max_connections", 1, 1_000_000, d.max_connections);
+    let h2_streams = bounded(&raw.h2_max_concurrent_streams, "h2_max_concurrent_streams", 1, 10_000, 100);
     Limits {
         max_header_bytes,
         max_headers,
@@ -214,6 +215,10 @@ fn limits(c: &mut Checker<'_>, raw: Option<&RawLimits>) -> Limits {
         upstream_connect_timeout: c.duration(&raw.upstream_connect_timeout, d.upstream_connect_timeout),
         upstream_timeout: c.duration(&raw.upstream_timeout, d.upstream_timeout),
         shutdown_grace: c.duration(&raw.shutdown_grace, d.shutdown_grace),
+        max_body_bytes: raw.max_body_bytes.as_ref().map_or(d.max_body_bytes, |v| *v.get_ref()),
+        request_body_timeout: c.duration(&raw.request_body_timeout, d.request_body_timeout),
+        idle_timeout: c.duration(&raw.idle_timeout, d.idle_timeout),
+        h2_max_concurrent_streams: u32::try_from(h2_streams).unwrap_or(100),
     }
 }
 
@@ -272,14 +277,23 @@ fn tokens(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawTokens>>) -> Tokens
     {
         c.error(s.span(), "`leeway` above 5m defeats expiry; it is for clock skew only");
     }
+    let access_ttl = c.duration(&raw_ref.access_ttl, Duration::from_secs(15 * 60));
+    // Default: what this gateway mints, so a token living longer was not ours.
+    let max_lifetime = c.duration(&raw_ref.max_lifetime, access_ttl);
+    if max_lifetime < access_ttl
+        && let Some(s) = &raw_ref.max_lifetime
+    {
+        c.error(s.span(), "`max_lifetime` is shorter than `access_ttl`: the gateway's own tokens would be refused");
+    }
     Tokens {
         issuer,
         audience,
-        access_ttl: c.duration(&raw_ref.access_ttl, Duration::from_secs(15 * 60)),
+        access_ttl,
         refresh_ttl: c.duration(&raw_ref.refresh_ttl, Duration::from_secs(14 * 86_400)),
         leeway,
         signing_key,
         verify_cache: raw_ref.verify_cache.as_ref().map_or(10_000, |v| *v.get_ref()),
+        max_lifetime,
         keys,
         trusted,
     }
@@ -433,6 +447,7 @@ fn trusted_issuer(c: &mut Checker<'_>, t: &S<RawTrusted>) -> Option<TrustedIssue
         audience,
         roles_claim,
         ca_file: r.ca_file.as_ref().map(|p| c.path(p)),
+        max_lifetime: c.duration(&r.max_lifetime, Duration::from_secs(24 * 3600)),
         location,
     })
 }
@@ -623,11 +638,11 @@ fn headers(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawHeaders>>) -> Head
 /// Path, host and methods: two routes with the same key would be ambiguous.
 type RouteKey = (String, Option<String>, Option<BTreeSet<String>>);
 
-fn routes(c: &mut Checker<'_>, raw: &[S<RawRoute>], tokens: &Tokens) -> Vec<Route> {
+fn routes(c: &mut Checker<'_>, raw: &[S<RawRoute>], tokens: &Tokens, default_body: u64) -> Vec<Route> {
     let mut out: Vec<Route> = Vec::new();
     let mut seen: Vec<RouteKey> = Vec::new();
     for r in raw {
-        let Some(route) = route(c, r, tokens) else {
+        let Some(route) = route(c, r, tokens, default_body) else {
             continue;
         };
         let methods: Option<BTreeSet<String>> =
@@ -653,7 +668,7 @@ fn routes(c: &mut Checker<'_>, raw: &[S<RawRoute>], tokens: &Tokens) -> Vec<Rout
     out
 }
 
-fn route(c: &mut Checker<'_>, r: &S<RawRoute>, tokens: &Tokens) -> Option<Route> {
+fn route(c: &mut Checker<'_>, r: &S<RawRoute>, tokens: &Tokens, default_body: u64) -> Option<Route> {
     let location = c.location(r);
     let raw = r.get_ref();
     let (Some(path_s), Some(upstream_s)) = (&raw.path, &raw.upstream) else {
@@ -751,6 +766,7 @@ fn route(c: &mut Checker<'_>, r: &S<RawRoute>, tokens: &Tokens) -> Option<Route>
         roles,
         scopes,
         strip_prefix: raw.strip_prefix.unwrap_or(false),
+        max_body_bytes: raw.max_body_bytes.as_ref().map_or(default_body, |v| *v.get_ref()),
         cors,
         location,
     })

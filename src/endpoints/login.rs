@@ -26,7 +26,7 @@ pub async fn login(
     state: &State,
 ) -> Result<Response<Body>, GatewayError> {
     super::refuse_cross_site(&parts, state)?;
-    let credentials: Credentials = super::read_json(body).await?;
+    let credentials: Credentials = super::read_json(body, state).await?;
     if credentials.password.len() > MAX_PASSWORD_BYTES
         || credentials.username.is_empty()
         || credentials.username.len() > 256

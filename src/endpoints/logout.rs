@@ -23,7 +23,7 @@ pub async fn logout(
 ) -> Result<Response<Body>, GatewayError> {
     super::refuse_cross_site(&parts, state)?;
     let caller = super::caller(&parts, state)?;
-    let request: Option<RefreshRequest> = super::read_optional_json(body).await?;
+    let request: Option<RefreshRequest> = super::read_optional_json(body, state).await?;
     let stores = super::stores(state)?;
     let until = caller.expires_at.saturating_add(state.config.tokens.leeway.as_secs());
     stores.revoke(&Revocation::Jti { jti: caller.jti.clone(), expires_at: until }).await?;

@@ -39,7 +39,7 @@ pub async fn refresh(
     state: &State,
 ) -> Result<Response<Body>, GatewayError> {
     super::refuse_cross_site(&parts, state)?;
-    let request: Option<RefreshRequest> = super::read_optional_json(body).await?;
+    let request: Option<RefreshRequest> = super::read_optional_json(body, state).await?;
     let token = presented(request, &parts, state).ok_or(GatewayError::InvalidRefreshToken)?;
     if !super::session::plausible_refresh_token(&token) {
         return Err(GatewayError::InvalidRefreshToken);

@@ -18,7 +18,7 @@ pub async fn register(parts: Parts, body: Incoming, state: &State) -> Result<Res
         return Err(GatewayError::NotFound);
     }
     super::refuse_cross_site(&parts, state)?;
-    let credentials: Credentials = super::read_json(body).await?;
+    let credentials: Credentials = super::read_json(body, state).await?;
     let name = credentials.username;
     let name_ok = !name.is_empty()
         && name.chars().count() <= super::MAX_USERNAME_CHARS

@@ -28,7 +28,7 @@ pub async fn revoke(parts: Parts, body: Incoming, state: &State) -> Result<Respo
         return Err(AuthError::InsufficientRole.into());
     }
     let stores = super::stores(state)?;
-    let request: RevokeRequest = super::read_json(body).await?;
+    let request: RevokeRequest = super::read_json(body, state).await?;
     let valid = |id: &Option<String>| id.as_ref().is_none_or(|id| !id.is_empty() && id.len() <= MAX_ID_BYTES);
     if !valid(&request.jti) || !valid(&request.sub) {
         return Err(GatewayError::BadRequest("give exactly one of jti or sub"));

@@ -15,8 +15,13 @@ use crate::error::GatewayError;
 /// Largest body the echo reads; a try-out upstream has no use for more.
 const MAX_ECHO_BODY: usize = 1024 * 1024;
 
-pub async fn respond(parts: Parts, path_and_query: &str, incoming: Incoming) -> Result<Response<Body>, GatewayError> {
-    let bytes = body::read_capped(incoming, MAX_ECHO_BODY).await?;
+pub async fn respond(
+    parts: Parts,
+    path_and_query: &str,
+    incoming: Incoming,
+    timeout: std::time::Duration,
+) -> Result<Response<Body>, GatewayError> {
+    let bytes = body::read_capped(incoming, MAX_ECHO_BODY, timeout).await?;
     let mut headers = Map::new();
     for name in parts.headers.keys() {
         let values: Vec<Value> = parts

@@ -50,6 +50,35 @@ const ROUTING_HINTS: &[&str] = &[
 
 /// Removes hop-by-hop headers and every header named in `Connection` (RFC 9110 §7.6.1).
 /// `Host` and `Content-Length` describe the message itself and are never removed this way.
+/// Refuses framing that parsers could read two ways (catalog S01–S03): more
+/// than one `Transfer-Encoding`, any coding but `chunked`, or a
+/// `Content-Length` that is not one plain number. hyper already refuses
+/// unequal lengths and non-final `chunked`; with both CL and TE it drops CL,
+/// reads the body as chunked and closes the connection (RFC 9112 §6.1).
+pub fn check_framing(headers: &HeaderMap) -> Result<(), &'static str> {
+    let mut te = headers.get_all(header::TRANSFER_ENCODING).iter();
+    if let Some(first) = te.next() {
+        if te.next().is_some() {
+            return Err("more than one Transfer-Encoding header");
+        }
+        if !first.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") {
+            return Err("a Transfer-Encoding other than chunked");
+        }
+    }
+    for cl in headers.get_all(header::CONTENT_LENGTH) {
+        let digits = cl.as_bytes();
+        if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+            return Err("a Content-Length that is not one number");
+        }
+    }
+    Ok(())
+}
+
+/// The request's declared body length, if it declared one.
+pub fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)

@@ -122,6 +122,7 @@ async fn serve(
     if parts.headers.len() > limits.max_headers || headers::head_size(&parts.headers) > limits.max_header_bytes {
         return Err(GatewayError::HeadersTooLarge);
     }
+    headers::check_framing(&parts.headers).map_err(GatewayError::Framing)?;
     // TRACE would reflect the injected identity (and any cookie) back to the client.
     if parts.method == http::Method::TRACE {
         return Err(GatewayError::MethodNotAllowed(parts.method));
@@ -177,7 +178,10 @@ async fn forward(
     }
 
     let authority = match &target.route.upstream {
-        Upstream::Echo => return echo::respond(parts, &target.upstream_path_and_query, body).await,
+        Upstream::Echo => {
+            let timeout = state.config.server.limits.request_body_timeout;
+            return echo::respond(parts, &target.upstream_path_and_query, body, timeout).await;
+        }
         Upstream::Http { authority, .. } => authority,
     };
     parts.uri = Uri::builder()
@@ -191,8 +195,17 @@ async fn forward(
         parts.headers.insert(header::HOST, host);
     }
 
+    let limit = target.route.max_body_bytes;
+    if limit > 0 && headers::content_length(&parts.headers).is_some_and(|n| n > limit) {
+        return Err(GatewayError::PayloadTooLarge);
+    }
+    let (body, too_large) = body::capped(body, limit);
     let asked = Instant::now();
-    let mut response = state.upstream.send(Request::from_parts(parts, body::stream(body))).await?;
+    let sent = state.upstream.send(Request::from_parts(parts, body)).await;
+    if sent.is_err() && too_large.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(GatewayError::PayloadTooLarge);
+    }
+    let mut response = sent?;
     state.metrics.upstream_duration.observe(asked.elapsed().as_secs_f64());
     if let Some(websocket) = websocket {
         let caller = authorized.identity().map(|id| upgrade::Caller {

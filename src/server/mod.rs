@@ -9,6 +9,7 @@
 //! moves bytes to it. "Downstream" is the client side, "upstream" the backend.
 
 pub mod admin;
+mod idle;
 pub mod reload;
 pub mod tls;
 
@@ -76,15 +77,22 @@ pub enum ServerError {
 
 /// Serves a connection; on shutdown asks it to finish gracefully (HTTP/1:
 /// close after the current response; HTTP/2: GOAWAY) and waits for it.
-/// Holding `stop` until the end is what `Gateway::shutdown` waits on.
+/// Holding `stop` until the end is what `Gateway::shutdown` waits on. An
+/// idle connection (see `idle`) is finished the same way.
 /// (A macro, not a generic fn: rustc cannot prove such a fn's future `Send`.)
 macro_rules! drain_on_stop {
-    ($conn:expr, $stop:expr, $peer:expr) => {{
+    ($conn:expr, $stop:expr, $peer:expr, $idle:expr) => {{
         let mut stop = $stop;
+        let (activity, idle_timeout): (&idle::Activity, Duration) = $idle;
         let mut conn = std::pin::pin!($conn);
         let result = tokio::select! {
             result = conn.as_mut() => result,
             () = async { let _ = stop.wait_for(|stopping| *stopping).await; } => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+            () = activity.idle_for(idle_timeout) => {
+                tracing::debug!(peer = %$peer, "idle connection closed");
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }
@@ -108,6 +116,7 @@ struct Shared {
     health: Arc<Health>,
     http: auto::Builder<TokioExecutor>,
     connections: Arc<Semaphore>,
+    idle_timeout: Duration,
 }
 
 /// A running gateway: its addresses and the means to stop it.
@@ -151,6 +160,7 @@ impl Gateway {
             health: health.clone(),
             http: http_builder(&limits),
             connections: Arc::new(Semaphore::new(limits.max_connections)),
+            idle_timeout: limits.idle_timeout,
         });
         let (stop, _) = watch::channel(false);
         let (admin_stop, _) = watch::channel(false);
@@ -205,7 +215,7 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256)
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .max_pending_accept_reset_streams(64)
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10));
@@ -268,8 +278,9 @@ async fn serve_connection(
                 let (health, state) = (health.clone(), state.clone());
                 async move { Ok::<_, Infallible>(admin::handle(&req, &health, &state.load())) }
             });
-            let conn = shared.http.serve_connection(TokioIo::new(tcp), service);
-            drain_on_stop!(conn, stop, peer);
+            let activity = idle::Activity::new();
+            let conn = shared.http.serve_connection(TokioIo::new(idle::Tracked::new(tcp, activity.clone())), service);
+            drain_on_stop!(conn, stop, peer, (&activity, shared.idle_timeout));
         }
         Kind::Tls => {
             let state = shared.state.load_full();
@@ -296,6 +307,8 @@ where
         let state = state.load_full();
         async move { Ok::<_, Infallible>(crate::proxy::handle(request, downstream, &state).await) }
     });
-    let conn = shared.http.serve_connection_with_upgrades(TokioIo::new(io), service);
-    drain_on_stop!(conn, stop, downstream.peer);
+    let activity = idle::Activity::new();
+    let conn =
+        shared.http.serve_connection_with_upgrades(TokioIo::new(idle::Tracked::new(io, activity.clone())), service);
+    drain_on_stop!(conn, stop, downstream.peer, (&activity, shared.idle_timeout));
 }

@@ -95,3 +95,44 @@ fn response_complete(buf: &[u8]) -> bool {
         .and_then(|v| v.parse::<usize>().ok());
     length.is_some_and(|n| buf.len() >= head_end + 4 + n)
 }
+
+/// What came back on one raw connection.
+#[derive(Debug)]
+pub struct RawReply {
+    pub text: String,
+    /// Whether the gateway closed the connection within the wait.
+    pub closed: bool,
+}
+
+impl RawReply {
+    /// The status of every response on the connection, in order.
+    pub fn statuses(&self) -> Vec<u16> {
+        self.text
+            .match_indices("HTTP/1.1 ")
+            .filter_map(|(i, _)| self.text.get(i + 9..i + 12).and_then(|s| s.parse().ok()))
+            .collect()
+    }
+
+    pub fn first_status(&self) -> u16 {
+        self.statuses().first().copied().unwrap_or(0)
+    }
+}
+
+/// Writes raw bytes and reads everything until the gateway closes or `wait` passes.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8], wait: Duration) -> RawReply {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    let _ = tcp.write_all(request).await;
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(wait, async {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    RawReply { text: String::from_utf8_lossy(&buf).into_owned(), closed }
+}

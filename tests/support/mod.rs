@@ -2,8 +2,10 @@
 //! in-process on free loopback ports, keys and tokens, and clients.
 #![allow(dead_code)]
 
+pub mod attack;
 pub mod client;
 pub mod gateway;
+pub mod h2raw;
 pub mod jwks;
 pub mod process;
 pub mod redis;

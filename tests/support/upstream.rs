@@ -57,6 +57,10 @@ impl Upstream {
         self.seen.lock().map(|s| s.len()).unwrap_or(0)
     }
 
+    pub fn all(&self) -> Vec<Seen> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
     pub fn last(&self) -> Seen {
         self.seen.lock().expect("lock").last().cloned().expect("the upstream received no request")
     }
