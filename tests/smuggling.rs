@@ -216,7 +216,9 @@ async fn s07_malformed_http2_requests_never_reach_the_upstream() {
         fields.extend_from_slice(extra);
         h2raw::block(&fields)
     };
-    let cases: Vec<(&str, Vec<u8>, Option<&[u8]>)> = vec![
+    /// (case, header block, DATA sent after it)
+    type H2Case<'a> = (&'a str, Vec<u8>, Option<&'a [u8]>);
+    let cases: Vec<H2Case> = vec![
         ("content-length above the DATA", post("/public/x", &[(b"content-length", b"10")]), Some(b"abc")),
         ("content-length below the DATA", post("/public/x", &[(b"content-length", b"1")]), Some(b"abc")),
         ("transfer-encoding", post("/public/x", &[(b"transfer-encoding", b"chunked")]), Some(b"0\r\n\r\n")),
