@@ -2,10 +2,13 @@
 //! `idle_timeout` is asked to finish gracefully (in-flight requests
 //! complete; HTTP/1 closes, HTTP/2 sends GOAWAY).
 //!
-//! hyper's HTTP/1 header-read timeout already closes a keep-alive
-//! connection that sends nothing; this covers HTTP/2 connections, which
-//! answer pings and would otherwise stay open for ever, and any connection
-//! stuck between requests. One relaxed atomic store per read or write.
+//! A connection that has not sent a byte yet gets `header_read_timeout`
+//! instead: hyper's own header-read timer starts only once the connection
+//! is handed to the HTTP/1 parser, and hyper-util's protocol sniffing
+//! (HTTP/1 or the HTTP/2 preface) waits for bytes without any timer, so an
+//! idle TCP connection would otherwise be held for `idle_timeout`. This
+//! also covers HTTP/2 connections, which answer pings and would otherwise
+//! stay open for ever. One relaxed atomic store per read or write.
 
 use std::io;
 use std::pin::Pin;
@@ -17,6 +20,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+/// Not a byte moved yet.
+const NEVER: u64 = u64::MAX;
+
 /// When a connection last moved a byte, in milliseconds since it opened.
 #[derive(Debug, Clone)]
 pub struct Activity {
@@ -26,19 +32,22 @@ pub struct Activity {
 
 impl Activity {
     pub fn new() -> Activity {
-        Activity { opened: Instant::now(), last_ms: Arc::new(AtomicU64::new(0)) }
+        Activity { opened: Instant::now(), last_ms: Arc::new(AtomicU64::new(NEVER)) }
     }
 
     fn touch(&self) {
-        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(NEVER - 1);
         self.last_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// Resolves once the connection has been idle for `timeout`.
-    pub async fn idle_for(&self, timeout: Duration) {
+    /// Resolves once the connection has sent nothing for `first_byte` since
+    /// it opened, or, once it has, moved nothing for `idle`.
+    pub async fn idle_for(&self, first_byte: Duration, idle: Duration) {
         loop {
-            let last = self.opened + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-            let deadline = last + timeout;
+            let deadline = match self.last_ms.load(Ordering::Relaxed) {
+                NEVER => self.opened + first_byte,
+                last => self.opened + Duration::from_millis(last) + idle,
+            };
             if Instant::now() >= deadline {
                 return;
             }

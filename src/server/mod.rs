@@ -83,7 +83,7 @@ pub enum ServerError {
 macro_rules! drain_on_stop {
     ($conn:expr, $stop:expr, $peer:expr, $idle:expr) => {{
         let mut stop = $stop;
-        let (activity, idle_timeout): (&idle::Activity, Duration) = $idle;
+        let (activity, limits): (&idle::Activity, &Limits) = $idle;
         let mut conn = std::pin::pin!($conn);
         let result = tokio::select! {
             result = conn.as_mut() => result,
@@ -91,7 +91,7 @@ macro_rules! drain_on_stop {
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }
-            () = activity.idle_for(idle_timeout) => {
+            () = activity.idle_for(limits.header_read_timeout, limits.idle_timeout) => {
                 tracing::debug!(peer = %$peer, "idle connection closed");
                 conn.as_mut().graceful_shutdown();
                 conn.await
@@ -116,7 +116,7 @@ struct Shared {
     health: Arc<Health>,
     http: auto::Builder<TokioExecutor>,
     connections: Arc<Semaphore>,
-    idle_timeout: Duration,
+    limits: Limits,
 }
 
 /// A running gateway: its addresses and the means to stop it.
@@ -160,7 +160,7 @@ impl Gateway {
             health: health.clone(),
             http: http_builder(&limits),
             connections: Arc::new(Semaphore::new(limits.max_connections)),
-            idle_timeout: limits.idle_timeout,
+            limits: limits.clone(),
         });
         let (stop, _) = watch::channel(false);
         let (admin_stop, _) = watch::channel(false);
@@ -280,7 +280,7 @@ async fn serve_connection(
             });
             let activity = idle::Activity::new();
             let conn = shared.http.serve_connection(TokioIo::new(idle::Tracked::new(tcp, activity.clone())), service);
-            drain_on_stop!(conn, stop, peer, (&activity, shared.idle_timeout));
+            drain_on_stop!(conn, stop, peer, (&activity, &shared.limits));
         }
         Kind::Tls => {
             let state = shared.state.load_full();
@@ -310,5 +310,5 @@ where
     let activity = idle::Activity::new();
     let conn =
         shared.http.serve_connection_with_upgrades(TokioIo::new(idle::Tracked::new(io, activity.clone())), service);
-    drain_on_stop!(conn, stop, downstream.peer, (&activity, shared.idle_timeout));
+    drain_on_stop!(conn, stop, downstream.peer, (&activity, &shared.limits));
 }

@@ -27,6 +27,15 @@ impl GatewayProcess {
 
     /// Like `start`, with JSON logs written to `log` when given.
     pub async fn start_logged(dir: &Path, name: &str, config: &str, log: Option<&Path>) -> GatewayProcess {
+        Self::launch(dir, name, config, log, &[]).await
+    }
+
+    /// Like `start`, with extra environment variables (e.g. `LD_PRELOAD`).
+    pub async fn start_with_env(dir: &Path, name: &str, config: &str, env: &[(&str, &str)]) -> GatewayProcess {
+        Self::launch(dir, name, config, None, env).await
+    }
+
+    async fn launch(dir: &Path, name: &str, config: &str, log: Option<&Path>, env: &[(&str, &str)]) -> GatewayProcess {
         let (http, admin) = (free_port(), free_port());
         let text =
             config.replace("{HTTP}", &format!("127.0.0.1:{http}")).replace("{ADMIN}", &format!("127.0.0.1:{admin}"));
@@ -39,6 +48,7 @@ impl GatewayProcess {
             .args(["--config", name, "--log-format", "json"])
             .current_dir(dir)
             .env("RUST_LOG", if log.is_some() { "info" } else { "warn" })
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()

@@ -1,6 +1,6 @@
 //! A real HTTP/1.1 upstream that records every request it receives.
 //!
-//! `/slow/...` waits 3 s before answering (timeouts); every other path
+//! A path with `/slow` in it waits 3 s before answering (timeouts); every other path
 //! reads the whole body (counting bytes, not keeping them) and answers 200.
 
 use std::convert::Infallible;
@@ -82,7 +82,7 @@ async fn answer(req: Request<Incoming>, record: Arc<Mutex<Vec<Seen>>>) -> Result
         headers: parts.headers.clone(),
         body_bytes,
     });
-    if path_and_query.starts_with("/slow") {
+    if path_and_query.contains("/slow") {
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     let body = serde_json::json!({"upstream": true, "body_bytes": body_bytes}).to_string();
