@@ -23,6 +23,8 @@ pub struct Options {
     pub endpoints: bool,
     /// Extra lines inside `[login]` (implies `endpoints`).
     pub login: String,
+    /// `tokens.leeway` (default "30s").
+    pub leeway: Option<&'static str>,
 }
 
 pub struct TestGateway {
@@ -103,7 +105,7 @@ shutdown_grace = "3s"
 [tokens]
 issuer = "authgate"
 audience = "api"
-leeway = "30s"
+leeway = "{leeway}"
 signing_key = "es256"
 {keys}
 [store]
@@ -115,5 +117,6 @@ signing_key = "es256"
         server = options.server,
         limits = options.limits,
         keys = tokens::keys_toml(dir.path()),
+        leeway = options.leeway.unwrap_or("30s"),
     )
 }
