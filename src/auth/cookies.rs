@@ -57,10 +57,16 @@ pub fn strip(headers: &mut HeaderMap) {
     }
 }
 
+/// Headers with which some frameworks let a request claim another method;
+/// a safe method carrying one is treated as unsafe (the upstream may obey it).
+/// (`_method` travels in POST bodies, which are checked anyway.)
+const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+
 /// A cookie-authenticated unsafe request must carry `X-CSRF-Token` equal to
 /// the CSRF cookie and to the token's `csrf` claim.
 pub fn check_csrf(method: &Method, headers: &HeaderMap, identity: &Identity) -> Result<(), AuthError> {
-    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if safe && !METHOD_OVERRIDES.iter().any(|h| headers.contains_key(*h)) {
         return Ok(());
     }
     let mut sent = headers.get_all(CSRF_HEADER).iter();

@@ -58,6 +58,10 @@ pub fn authenticate(
         return Ok(None);
     }
     if let Some(token) = extract::bearer_token(headers)? {
+        // Two different credentials: which one the caller meant is unknowable (Kong refuses too).
+        if cookie_mode && cookies::get(headers, cookies::ACCESS_COOKIE)?.is_some_and(|cookie| cookie != token) {
+            return Err(TokenError::Malformed("a bearer token and a different access cookie").into());
+        }
         return Ok(Some(verifier.verify(token)?));
     }
     if cookie_mode && let Some(token) = cookies::get(headers, cookies::ACCESS_COOKIE)? {
