@@ -1,6 +1,9 @@
-//! TLS termination with a real handshake: HTTP/2 negotiated by ALPN,
-//! HTTP/1.1 when the client offers only that, and a silent client dropped
-//! by the handshake timeout.
+//! Host, TLS and connection (catalog T01–T04) with real handshakes: HTTP/2
+//! negotiated by ALPN, HTTP/1.1 when the client offers only that, a silent
+//! client dropped by the handshake timeout (T04), plaintext and TLS 1.1 on
+//! the TLS port refused and 0-RTT never accepted (T03), hosts (T01).
+//! (T01's missing, doubled and `a@b` hosts and absolute-form targets are
+//! in `paths.rs`, `request_target_forms_and_hosts`.)
 
 mod support;
 
@@ -119,4 +122,121 @@ async fn plaintext_http_on_the_tls_port_gets_no_answer() {
         support::client::raw(gw.https.expect("https"), b"GET /api/x HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     assert_ne!(status, 200);
     assert_eq!(up.count(), 0);
+}
+
+/// T01: a host-bound route is reached only through its host, compared
+/// case-insensitively and without the port; anything else is not routed.
+#[tokio::test]
+async fn t01_hosts_select_routes_and_unknown_hosts_get_nothing() {
+    use support::attack::{Outcome, Rig};
+    let up = Upstream::start().await;
+    let rig = Rig::start_with(
+        &format!(
+            "[[route]]\npath = \"/vh\"\nhost = \"api.example.com\"\nupstream = \"{}\"\nauth = \"none\"\n",
+            up.url()
+        ),
+        Options::default(),
+    )
+    .await;
+    for host in ["api.example.com", "API.Example.COM", "api.example.com:8080"] {
+        let (status, text) = support::client::raw(
+            rig.gw.http,
+            format!("GET /vh/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert_eq!(status, 200, "T01 {host}: {text}");
+    }
+    for (host, expected) in [
+        ("other.example.com", 404),
+        ("api.example.com.evil.com", 404),
+        ("evil-api.example.com", 404),
+        ("api.example.com@evil.com", 400),
+        ("api.example.com:80:80", 400),
+        ("api.example.com/x", 400),
+        ("", 400),
+    ] {
+        let case = rig.begin(format!("T01 Host {host:?}"));
+        let (status, text) = support::client::raw(
+            rig.gw.http,
+            format!("GET /vh/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert_eq!(status, expected, "T01 {host:?}: {text}");
+        rig.end(case, Outcome::Rejected).await;
+    }
+    assert!(up.count() >= 3);
+}
+
+/// A TLS 1.1 ClientHello (no `supported_versions`): the legacy protocols
+/// are not offered at all, so the answer is an alert, never a ServerHello.
+fn tls11_client_hello() -> Vec<u8> {
+    let mut body = vec![0x03, 0x02]; // client_version TLS 1.1
+    body.extend_from_slice(&[0x42; 32]); // random
+    body.push(0); // session id
+    body.extend_from_slice(&[0x00, 0x04, 0xc0, 0x13, 0x00, 0x2f]); // ECDHE-RSA-AES128-SHA, AES128-SHA
+    body.extend_from_slice(&[0x01, 0x00]); // null compression
+    let mut handshake = vec![0x01, 0x00, (body.len() >> 8) as u8, body.len() as u8];
+    handshake.extend_from_slice(&body);
+    let mut record = vec![0x16, 0x03, 0x01, (handshake.len() >> 8) as u8, handshake.len() as u8];
+    record.extend_from_slice(&handshake);
+    record
+}
+
+#[tokio::test]
+async fn t03_tls_1_1_and_0_rtt_are_refused() {
+    use tokio::io::AsyncWriteExt;
+    let up = Upstream::start().await;
+    let gw = tls_gateway(&up).await;
+    let mut tcp = TcpStream::connect(gw.https.expect("https")).await.expect("connect");
+    tcp.write_all(&tls11_client_hello()).await.expect("hello");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), tcp.read_to_end(&mut answer)).await;
+    assert_eq!(answer.first(), Some(&0x15), "expected an alert record, got {answer:02x?}");
+    assert!(!answer.windows(2).any(|w| w == [0x16, 0x03]), "a handshake record (ServerHello) came back");
+
+    // 0-RTT: a client holding a resumption ticket asks for early data; it is never accepted.
+    let cert_path = gw.dir.path().join("certs/self-signed.crt");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&cert_path).expect("certificate") {
+        roots.add(cert.expect("cert")).expect("root");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.enable_early_data = true;
+    let config = Arc::new(config);
+    let addr = gw.https.expect("https");
+    let token = sign("es256", &claims("alice", &[]));
+    let offered_early_data = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let name = ServerName::try_from("localhost").expect("name");
+        // First connection: a full handshake and a request, so the ticket arrives.
+        let mut conn = rustls::ClientConnection::new(config.clone(), name.clone()).expect("client");
+        let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+        let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+        let request = format!(
+            "GET /api/x HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        );
+        tls.write_all(request.as_bytes()).expect("write");
+        let mut reply = Vec::new();
+        let _ = tls.read_to_end(&mut reply);
+        assert!(reply.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&reply));
+        // Second connection resumes: would the ticket let it send early data?
+        let mut resumed = rustls::ClientConnection::new(config, name).expect("client");
+        let offered = resumed.early_data().is_some();
+        // And it did resume (so a ticket was there to be judged).
+        let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
+        while resumed.is_handshaking() {
+            resumed.complete_io(&mut tcp).expect("resumed handshake");
+        }
+        assert_eq!(resumed.handshake_kind(), Some(rustls::HandshakeKind::Resumed), "no session was resumed");
+        offered
+    })
+    .await
+    .expect("blocking client");
+    assert!(!offered_early_data, "the server's tickets allow 0-RTT early data");
 }
