@@ -148,3 +148,65 @@ async fn hop_by_hop_headers_of_the_response_do_not_reach_the_client() {
     assert!(reply.headers.get("x-upstream-hop").is_none());
     assert_eq!(reply.json()["upstream"], true);
 }
+
+/// H01–H06 as classes through the catalog's rig: every spoofed identity or
+/// routing header, on every kind of route, with the invariants after each.
+#[tokio::test]
+async fn h01_to_h06_spoofed_headers_with_the_invariants() {
+    use support::attack::{Outcome, Rig};
+    let rig = Rig::start().await;
+    let spoofed = [
+        ("X-Auth-User", "spoof-admin"),
+        ("X-Auth-Roles", "spoof,admin"),
+        ("x-auth-email", "spoof@example.com"),
+        ("X-AUTH-SUB", "spoof"),
+        ("X-Forwarded-Uri", "/public/spoof"),
+        ("X-Original-URL", "/public/spoof"),
+        ("X-Rewrite-URL", "/public/spoof"),
+        ("X-Forwarded-Prefix", "/public/spoof"),
+        ("X-Envoy-Original-Path", "/public/spoof"),
+        ("X-Forwarded-Host", "spoof.example"),
+        ("X-Forwarded-Proto", "spoof"),
+        ("Forwarded", "for=1.2.3.4;host=spoof.example"),
+    ];
+    let a = format!("Bearer {}", rig.a);
+    let z = format!("Bearer {}", rig.z);
+    let bad = format!("Bearer {}x", rig.a);
+    for (name, value) in spoofed {
+        let connection = format!("close, {name}");
+        for (path, auth, outcome) in [
+            ("/public/x", None, Outcome::Forwarded),
+            ("/api/x", Some(a.as_str()), Outcome::Forwarded),
+            ("/api/x", Some(bad.as_str()), Outcome::TokenRejected),
+            ("/admin/x", Some(a.as_str()), Outcome::Rejected),
+            ("/admin/x", Some(z.as_str()), Outcome::Forwarded),
+            ("/admin/x", None, Outcome::Rejected),
+        ] {
+            let case = rig.begin(format!("H {name} on {path} with {:?}", auth.map(|s| &s[..12])));
+            let mut headers = vec![(name, value), ("x-forwarded-for", "1.2.3.4")];
+            if let Some(auth) = auth {
+                headers.push(("authorization", auth));
+            }
+            // H03: also named in Connection, which must not make it survive.
+            headers.push(("connection", connection.as_str()));
+            let reply = get(&rig.url(path), &headers).await;
+            if outcome == Outcome::Forwarded {
+                assert_eq!(reply.status, 200, "{name} on {path}");
+                let seen = rig.up.last();
+                assert!(
+                    seen.headers.values().all(|v| !v.to_str().unwrap_or_default().contains("spoof")),
+                    "{name} on {path} reached the upstream: {:?}",
+                    seen.headers
+                );
+                // H06: the real peer ends the X-Forwarded-For chain (the client's is replaced).
+                assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1", "{name} on {path}");
+                if path == "/public/x" {
+                    assert!(seen.headers.keys().all(|k| !k.as_str().starts_with("x-auth-")), "identity on /public");
+                }
+            } else {
+                assert!(reply.status == 401 || reply.status == 403, "{name} on {path}: {}", reply.status);
+            }
+            rig.end(case, outcome).await;
+        }
+    }
+}

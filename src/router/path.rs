@@ -5,7 +5,9 @@
 //! and `..` segments resolved (§5.2.4), empty segments (`//`) merged. A path
 //! that cannot be normalised without changing what some upstream might
 //! route on is refused: an encoded `/` or `\`, a raw `\`, NUL, a bad escape,
-//! or `..` above the root. The router decides on the output of `normalize`
+//! `..` above the root, or a `;` raw or encoded (Tomcat and Jetty cut path
+//! parameters before routing, so `/admin;x/y` is `/admin/y` to them while
+//! it matches nothing here; Spring Security's strict firewall refuses it too). The router decides on the output of `normalize`
 //! and the proxy forwards that same string, so the two can never disagree.
 
 use std::fmt;
@@ -22,6 +24,8 @@ pub enum NormalizeError {
     BadEscape,
     /// More `..` segments than there are segments to remove.
     AboveRoot,
+    /// A `;` (path parameters), raw or encoded.
+    PathParameter,
 }
 
 impl fmt::Display for NormalizeError {
@@ -32,6 +36,7 @@ impl fmt::Display for NormalizeError {
             NormalizeError::ForbiddenByte => "path contains a forbidden byte",
             NormalizeError::BadEscape => "path contains a malformed percent escape",
             NormalizeError::AboveRoot => "path climbs above the root",
+            NormalizeError::PathParameter => "path contains a `;` (path parameters are refused)",
         })
     }
 }
@@ -72,6 +77,7 @@ fn normalize_segment(segment: &str, out: &mut String) -> Result<(), NormalizeErr
             let decoded = hi << 4 | lo;
             match decoded {
                 b'/' | b'\\' => return Err(NormalizeError::EncodedSeparator),
+                b';' => return Err(NormalizeError::PathParameter),
                 0 => return Err(NormalizeError::ForbiddenByte),
                 d if is_unreserved(d) => out.push(char::from(d)),
                 d => {
@@ -84,6 +90,8 @@ fn normalize_segment(segment: &str, out: &mut String) -> Result<(), NormalizeErr
             i += 3;
         } else if b == b'\\' {
             return Err(NormalizeError::EncodedSeparator);
+        } else if b == b';' {
+            return Err(NormalizeError::PathParameter);
         } else if is_pchar(b) {
             out.push(char::from(b));
             i += 1;
@@ -162,7 +170,9 @@ mod tests {
             ("/%7euser", Ok("/~user")),
             ("/caf%c3%a9", Ok("/caf%C3%A9")),
             ("/a%20b", Ok("/a%20b")),
-            ("/a;b=c", Ok("/a;b=c")),
+            ("/a;b=c", Err(PathParameter)),
+            ("/admin;/x", Err(PathParameter)),
+            ("/a%3Bb", Err(PathParameter)),
             ("/admin%2fx", Err(EncodedSeparator)),
             ("/admin%2Fx", Err(EncodedSeparator)),
             ("/public%2f..%2fadmin", Err(EncodedSeparator)),
