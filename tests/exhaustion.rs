@@ -352,3 +352,29 @@ fn tokens_header(kid: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(serde_json::json!({"alg": "RS256", "typ": "at+jwt", "kid": kid}).to_string())
 }
+
+/// F12 for HTTP/2: a connection that answers pings but opens no stream is
+/// finished at `idle_timeout` (GOAWAY, then close); one that never sent a
+/// byte is closed at the header-read timeout (2 s in the rig).
+#[tokio::test]
+async fn f12_idle_http2_and_silent_connections_are_closed() {
+    let rig = Rig::start_with("", Options { limits: "idle_timeout = \"1s\"\n".into(), ..Options::default() }).await;
+    let case = rig.begin("F12 idle h2");
+    let started = Instant::now();
+    let mut h2 = H2::connect(rig.gw.http).await;
+    let events = h2.events_until(Duration::from_secs(5), |e| e.iter().any(|e| matches!(e, Event::GoAway { .. }))).await;
+    assert!(events.iter().any(|e| matches!(e, Event::GoAway { .. })) || h2.closed, "{events:?}");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "idle h2 closed after {took:?}");
+    rig.end(case, Outcome::Rejected).await;
+
+    let case = rig.begin("F12 silent TCP");
+    let started = Instant::now();
+    let mut tcp = TcpStream::connect(rig.gw.http).await.expect("connect");
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "a silent connection stayed open: {read:?}");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(4), "closed after {took:?}");
+    rig.end(case, Outcome::Rejected).await;
+}
