@@ -48,17 +48,36 @@ fn watched_files(state: &State) -> Vec<PathBuf> {
 type Fingerprint = Vec<Option<(SystemTime, u64, u64)>>;
 
 fn fingerprint(files: &[PathBuf]) -> Fingerprint {
-    files
+    files.iter().map(|p| fingerprint_one(p)).collect()
+}
+
+fn fingerprint_one(path: &Path) -> Option<(SystemTime, u64, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((meta.modified().ok()?, meta.len(), inode))
+}
+
+/// Reloads, then returns the files to watch and their fingerprints *as
+/// read before the reload* (`seen`, for `files`): a change written while
+/// the reload ran differs from them and is picked up by the next poll.
+async fn reload_and_rewatch(
+    current: &Arc<ArcSwap<State>>,
+    files: &[PathBuf],
+    seen: &Fingerprint,
+) -> (Vec<PathBuf>, Fingerprint) {
+    run_reload(current).await;
+    let new_files = watched_files(&current.load());
+    let applied = new_files
         .iter()
-        .map(|p| {
-            let meta = std::fs::metadata(p).ok()?;
-            #[cfg(unix)]
-            let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-            #[cfg(not(unix))]
-            let inode = 0;
-            Some((meta.modified().ok()?, meta.len(), inode))
+        .map(|f| match files.iter().position(|old| old == f) {
+            Some(i) => seen.get(i).copied().flatten(),
+            None => fingerprint_one(f),
         })
-        .collect()
+        .collect();
+    (new_files, applied)
 }
 
 /// Builds the new state from the file and swaps it in; the old one stays on any problem.
@@ -122,9 +141,8 @@ pub async fn watch(current: Arc<ArcSwap<State>>, mut stop: watch::Receiver<bool>
             () = async { let _ = stop.wait_for(|s| *s).await; } => return,
             _ = hup => {
                 tracing::info!("SIGHUP: reloading the config");
-                run_reload(&current).await;
-                files = watched_files(&current.load());
-                applied = fingerprint(&files);
+                let seen = fingerprint(&files);
+                (files, applied) = reload_and_rewatch(&current, &files, &seen).await;
                 candidate = None;
             }
             () = tokio::time::sleep(POLL) => {
@@ -132,11 +150,9 @@ pub async fn watch(current: Arc<ArcSwap<State>>, mut stop: watch::Receiver<bool>
                 if now == applied {
                     candidate = None;
                 } else if candidate.as_ref() == Some(&now) {
-                    // Unchanged for a whole poll: the writer is done.
-                    run_reload(&current).await;
-                    files = watched_files(&current.load());
-                    // A refused file is not retried until it changes again.
-                    applied = fingerprint(&files);
+                    // Unchanged for a whole poll: the writer is done. A
+                    // refused file is not retried until it changes again.
+                    (files, applied) = reload_and_rewatch(&current, &files, &now).await;
                     candidate = None;
                 } else {
                     candidate = Some(now);
