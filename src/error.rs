@@ -101,7 +101,8 @@ impl GatewayError {
                 | TokenError::UnknownKey
                 | TokenError::AlgorithmMismatch
                 | TokenError::Claims(_)
-                | TokenError::Verification(_),
+                | TokenError::Verification(_)
+                | TokenError::BadSignature,
             )) => bearer(S::UNAUTHORIZED, "invalid_token", "the access token is invalid", "invalid_token"),
             GatewayError::Auth(AuthError::Revoked) => {
                 bearer(S::UNAUTHORIZED, "token_revoked", "the access token has been revoked", "invalid_token")

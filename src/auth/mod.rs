@@ -12,6 +12,7 @@ pub mod keys;
 pub mod mint;
 pub mod password;
 pub mod policy;
+pub mod signature;
 pub mod trusted;
 pub mod users;
 pub mod verify;

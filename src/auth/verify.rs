@@ -50,6 +50,8 @@ pub enum TokenError {
     Claims(&'static str),
     #[error("verification failed")]
     Verification(#[source] jsonwebtoken::errors::Error),
+    #[error("bad signature")]
+    BadSignature,
 }
 
 /// A caller whose token verified.
@@ -71,6 +73,8 @@ pub struct Identity {
 struct KeyCheck {
     key: Arc<VerifyKey>,
     validation: Validation,
+    /// The key parsed once; `None` leaves the check to jsonwebtoken.
+    prepared: Option<super::signature::Prepared>,
 }
 
 pub struct Verifier {
@@ -108,7 +112,8 @@ impl Verifier {
             validation.set_issuer(&[&tokens.issuer]);
             validation.sub = None;
             validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-            checks.insert(spec.kid.clone(), KeyCheck { key: key.clone(), validation });
+            let prepared = super::signature::Prepared::new(key.algorithm, &key.decoding);
+            checks.insert(spec.kid.clone(), KeyCheck { key: key.clone(), validation, prepared });
         }
         Verifier {
             cache: (tokens.verify_cache > 0).then(|| VerifyCache::new(tokens.verify_cache)),
@@ -147,14 +152,15 @@ impl Verifier {
         let header: Map<String, Value> =
             serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed("header is not a JSON object"))?;
         refuse_dangerous_headers(&header)?;
+        // Decoded once, for the issuer choice and the claims.
+        let payload =
+            URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| TokenError::Malformed("payload is not base64url"))?;
+        let claims: Map<String, Value> =
+            serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed("payload is not a JSON object"))?;
         // The issuer picks the key set before any key is tried: a token is
         // never checked against another issuer's keys.
         if !self.trusted.is_empty() {
-            let payload =
-                URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| TokenError::Malformed("payload is not base64url"))?;
-            let peek: Map<String, Value> =
-                serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed("payload is not a JSON object"))?;
-            match peek.get("iss").and_then(Value::as_str) {
+            match claims.get("iss").and_then(Value::as_str) {
                 Some(iss) if iss == self.issuer => {}
                 Some(iss) => match self.trusted.get(iss) {
                     // Not cached: a trusted issuer's keys change behind our back.
@@ -165,9 +171,24 @@ impl Verifier {
             }
         }
         let check = self.key_for(&header)?;
-        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &check.key.decoding, &check.validation)
-            .map_err(decode_error)?
-            .claims;
+        let claims = match &check.prepared {
+            Some(prepared) => {
+                let signature = URL_SAFE_NO_PAD
+                    .decode(signature_b64)
+                    .map_err(|_| TokenError::Malformed("signature is not base64url"))?;
+                let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+                if !prepared.verify(signing_input, &signature) {
+                    return Err(TokenError::BadSignature);
+                }
+                self.check_validity(&claims, now)?;
+                claims
+            }
+            None => {
+                jsonwebtoken::decode::<Map<String, Value>>(token, &check.key.decoding, &check.validation)
+                    .map_err(decode_error)?
+                    .claims
+            }
+        };
         let identity = Arc::new(self.identity(claims, now)?);
         if let Some(cache) = &self.cache {
             cache.insert(token, &identity, now, self.leeway);
@@ -267,6 +288,25 @@ impl Verifier {
             return Err(TokenError::AlgorithmMismatch);
         }
         Ok(check)
+    }
+
+    /// `exp` and `nbf`, both required, against the clock with `leeway`, as
+    /// jsonwebtoken's `Validation` does (expired when `exp < now - leeway`,
+    /// not yet valid when `nbf > now + leeway`).
+    fn check_validity(&self, claims: &Map<String, Value>, now: u64) -> Result<(), TokenError> {
+        let date = |name: &'static str| match claims.get(name).and_then(Value::as_f64) {
+            Some(n) if n.is_finite() => Ok(n),
+            _ => Err(TokenError::Claims(name)),
+        };
+        let (exp, nbf) = (date("exp")?, date("nbf")?);
+        let (now, leeway) = (now as f64, self.leeway as f64);
+        if exp < now - leeway {
+            return Err(TokenError::Expired);
+        }
+        if nbf > now + leeway {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(())
     }
 
     /// `iat` not in the future, and a lifetime within `max_lifetime`: by
