@@ -505,7 +505,10 @@ async fn j17_j21_claim_types_and_numeric_edges() {
     ));
     cases.push((
         "exp - iat above max_lifetime".into(),
-        bearer(sign("es256", &with(with(admin_claims(), "iat", json!(now() - 3600)), "nbf", json!(now() - 3600)))),
+        bearer(sign(
+            "es256",
+            &with(with(admin_claims(), "iat", json!(now() - 2 * 86_400)), "nbf", json!(now() - 3600)),
+        )),
     ));
     refused_all(&rig, "J17/J21", &cases).await;
 }

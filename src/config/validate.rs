@@ -278,8 +278,10 @@ fn tokens(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawTokens>>) -> Tokens
         c.error(s.span(), "`leeway` above 5m defeats expiry; it is for clock skew only");
     }
     let access_ttl = c.duration(&raw_ref.access_ttl, Duration::from_secs(15 * 60));
-    // Default: what this gateway mints, so a token living longer was not ours.
-    let max_lifetime = c.duration(&raw_ref.max_lifetime, access_ttl);
+    // Default: a day (as for trusted issuers), or access_ttl if longer. It
+    // refuses far-future `exp`s without breaking apps that share the key and
+    // mint day-long tokens themselves.
+    let max_lifetime = c.duration(&raw_ref.max_lifetime, access_ttl.max(Duration::from_secs(24 * 3600)));
     if max_lifetime < access_ttl
         && let Some(s) = &raw_ref.max_lifetime
     {
