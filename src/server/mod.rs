@@ -140,9 +140,7 @@ impl Gateway {
         let bind = |addr: Option<SocketAddr>| async move {
             match addr {
                 None => Ok(None),
-                Some(addr) => {
-                    TcpListener::bind(addr).await.map(Some).map_err(|source| ServerError::Bind { addr, source })
-                }
+                Some(addr) => listen(addr).map(Some).map_err(|source| ServerError::Bind { addr, source }),
             }
         };
         let http = bind(server.http).await?;
@@ -199,6 +197,16 @@ impl Gateway {
         }
         drained
     }
+}
+
+/// A listening socket with a backlog of 4,096 (tokio's default is 1,024):
+/// a burst of connects waits in the kernel's queue instead of being
+/// dropped while the accept loop catches up.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
