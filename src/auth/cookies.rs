@@ -9,14 +9,14 @@
 //! OWASP "signed double submit"). A cookie sent twice is refused.
 
 use http::Method;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::{AuthError, Identity, TokenError};
 
 pub const ACCESS_COOKIE: &str = "__Host-authgate-access";
 pub const CSRF_COOKIE: &str = "__Host-authgate-csrf";
 pub const REFRESH_COOKIE: &str = "__Secure-authgate-refresh";
-pub const CSRF_HEADER: &str = "x-csrf-token";
+pub const CSRF_HEADER: HeaderName = HeaderName::from_static("x-csrf-token");
 
 /// The value of cookie `name`; an error if it is sent more than once.
 pub fn get<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, TokenError> {
@@ -60,13 +60,17 @@ pub fn strip(headers: &mut HeaderMap) {
 /// Headers with which some frameworks let a request claim another method;
 /// a safe method carrying one is treated as unsafe (the upstream may obey it).
 /// (`_method` travels in POST bodies, which are checked anyway.)
-const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+const METHOD_OVERRIDES: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
 
 /// A cookie-authenticated unsafe request must carry `X-CSRF-Token` equal to
 /// the CSRF cookie and to the token's `csrf` claim.
 pub fn check_csrf(method: &Method, headers: &HeaderMap, identity: &Identity) -> Result<(), AuthError> {
     let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if safe && !METHOD_OVERRIDES.iter().any(|h| headers.contains_key(*h)) {
+    if safe && !METHOD_OVERRIDES.iter().any(|h| headers.contains_key(h)) {
         return Ok(());
     }
     let mut sent = headers.get_all(CSRF_HEADER).iter();

@@ -244,12 +244,15 @@ impl Revocations for EmbeddedStore {
             let cursor_epoch = cursor.epoch.clone();
             let found = self
                 .with(move |c| {
-                    let epoch: Option<String> =
-                        c.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0)).optional()?;
+                    // Polled five times a second: the statements are parsed once and cached.
+                    let epoch: Option<String> = c
+                        .prepare_cached("SELECT value FROM meta WHERE key = 'epoch'")?
+                        .query_row([], |r| r.get(0))
+                        .optional()?;
                     if epoch.as_deref() != Some(cursor_epoch.as_str()) {
                         return Ok(None);
                     }
-                    let mut stmt = c.prepare(
+                    let mut stmt = c.prepare_cached(
                         "SELECT id, kind, value, before, expires_at FROM changes WHERE id > ?1 ORDER BY id LIMIT 10000",
                     )?;
                     let rows = stmt
