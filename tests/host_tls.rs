@@ -29,13 +29,19 @@ async fn tls_gateway(up: &Upstream) -> TestGateway {
     TestGateway::start_with(&routes, Options { tls: true, ..Options::default() }).await
 }
 
-/// Connects trusting only the gateway's generated self-signed certificate.
-async fn connect(gw: &TestGateway, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
+/// Trust in the gateway's generated self-signed certificate, and nothing else.
+fn gateway_roots(gw: &TestGateway) -> rustls::RootCertStore {
     let cert_path = gw.dir.path().join("certs/self-signed.crt");
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(&cert_path).expect("generated certificate") {
         roots.add(cert.expect("cert")).expect("add root");
     }
+    roots
+}
+
+/// Connects trusting only the gateway's generated self-signed certificate.
+async fn connect(gw: &TestGateway, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
+    let roots = gateway_roots(gw);
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -195,11 +201,7 @@ async fn t03_tls_1_1_and_0_rtt_are_refused() {
     assert!(!answer.windows(2).any(|w| w == [0x16, 0x03]), "a handshake record (ServerHello) came back");
 
     // 0-RTT: a client holding a resumption ticket asks for early data; it is never accepted.
-    let cert_path = gw.dir.path().join("certs/self-signed.crt");
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&cert_path).expect("certificate") {
-        roots.add(cert.expect("cert")).expect("root");
-    }
+    let roots = gateway_roots(&gw);
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])

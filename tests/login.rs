@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Method;
 use serde_json::{Value, json};
-use support::client::{Reply, get, get_bearer, send};
+use support::client::{Reply, cookie_value, get, get_bearer, send};
 use support::gateway::{Options, TestGateway};
 use support::process::{GatewayProcess, cli};
 use support::redis::RedisServer;
@@ -272,19 +272,6 @@ async fn jwks_lists_public_keys_only() {
     }
 }
 
-fn set_cookies(reply: &Reply) -> Vec<String> {
-    reply.headers.get_all("set-cookie").iter().map(|v| v.to_str().expect("ascii").to_owned()).collect()
-}
-
-fn cookie_value(cookies: &[String], name: &str) -> String {
-    cookies
-        .iter()
-        .find_map(|c| c.strip_prefix(&format!("{name}=")))
-        .and_then(|rest| rest.split(';').next())
-        .expect("cookie set")
-        .to_owned()
-}
-
 #[tokio::test]
 async fn cookie_mode_with_and_without_the_csrf_header() {
     let up = support::upstream::Upstream::start().await;
@@ -315,7 +302,7 @@ async fn cookie_mode_with_and_without_the_csrf_header() {
     )
     .await;
     assert_eq!(login.status, 200);
-    let cookies = set_cookies(&login);
+    let cookies = login.set_cookies();
     assert_eq!(cookies.len(), 3, "{cookies:?}");
     for c in &cookies {
         assert!(c.contains("; Secure") && c.contains("SameSite=Strict"), "{c}");
@@ -362,7 +349,7 @@ async fn cookie_mode_with_and_without_the_csrf_header() {
     let refreshed =
         send(Method::POST, &gw.url("/auth/refresh"), &[("cookie", refresh_jar.as_str())], Bytes::new()).await;
     assert_eq!(refreshed.status, 200, "{:?}", refreshed.body);
-    let new = set_cookies(&refreshed);
+    let new = refreshed.set_cookies();
     let (access2, csrf2) = (cookie_value(&new, "__Host-authgate-access"), cookie_value(&new, "__Host-authgate-csrf"));
     let jar2 = format!("__Host-authgate-access={access2}; __Host-authgate-csrf={csrf2}");
     let out = send(
@@ -373,7 +360,7 @@ async fn cookie_mode_with_and_without_the_csrf_header() {
     )
     .await;
     assert_eq!(out.status, 204, "{:?}", out.body);
-    let cleared = set_cookies(&out);
+    let cleared = out.set_cookies();
     assert_eq!(cleared.len(), 3);
     assert!(cleared.iter().all(|c| c.contains("Max-Age=0")), "{cleared:?}");
     assert_eq!(get(&url, &[("cookie", jar2.as_str())]).await.status, 401, "the logged-out cookie is revoked");
@@ -518,7 +505,7 @@ async fn l10_l12_planted_cookies_are_replaced_and_nothing_is_echoed() {
     )
     .await;
     assert_eq!(login.status, 200);
-    let cookies = set_cookies(&login);
+    let cookies = login.set_cookies();
     for name in ["__Host-authgate-access", "__Host-authgate-csrf"] {
         let value = cookie_value(&cookies, name);
         assert!(!value.is_empty() && !value.starts_with("planted"), "{name} was not replaced");

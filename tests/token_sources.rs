@@ -13,7 +13,7 @@ use support::attack::{Outcome, Rig};
 
 use bytes::Bytes;
 use http::Method;
-use support::client::{get, send};
+use support::client::{cookie_value, get, send};
 use support::gateway::TestGateway;
 use support::tokens::{claims, sign};
 use support::upstream::Upstream;
@@ -117,17 +117,8 @@ async fn session(rig: &Rig, user: &str) -> (String, String) {
     assert_eq!(registered.status, 201);
     let login = send(Method::POST, &rig.url("/auth/login"), &json, body).await;
     assert_eq!(login.status, 200);
-    let cookies: Vec<String> =
-        login.headers.get_all("set-cookie").iter().map(|v| v.to_str().expect("ascii").to_owned()).collect();
-    let value = |name: &str| {
-        cookies
-            .iter()
-            .find_map(|c| c.strip_prefix(&format!("{name}=")))
-            .and_then(|rest| rest.split(';').next())
-            .expect("cookie set")
-            .to_owned()
-    };
-    (value("__Host-authgate-access"), value("__Host-authgate-csrf"))
+    let cookies = login.set_cookies();
+    (cookie_value(&cookies, "__Host-authgate-access"), cookie_value(&cookies, "__Host-authgate-csrf"))
 }
 
 #[tokio::test]

@@ -85,15 +85,20 @@ pub async fn serve(
     }
 }
 
+/// An endpoint's whole body: at most `MAX_JSON_BODY` bytes (413), within `request_body_timeout` (408).
+async fn read_body(body: Incoming, state: &State) -> Result<bytes::Bytes, GatewayError> {
+    body::read_capped(body, MAX_JSON_BODY, state.config.server.limits.request_body_timeout).await
+}
+
 /// Reads a JSON body of at most `MAX_JSON_BODY` bytes: 413 past it, 400 when malformed.
 pub async fn read_json<T: DeserializeOwned>(body: Incoming, state: &State) -> Result<T, GatewayError> {
-    let bytes = body::read_capped(body, MAX_JSON_BODY, state.config.server.limits.request_body_timeout).await?;
+    let bytes = read_body(body, state).await?;
     serde_json::from_slice(&bytes).map_err(|_| GatewayError::BadRequest("the body is not the expected JSON"))
 }
 
 /// Like `read_json`, but an empty body is `None`.
 pub async fn read_optional_json<T: DeserializeOwned>(body: Incoming, state: &State) -> Result<Option<T>, GatewayError> {
-    let bytes = body::read_capped(body, MAX_JSON_BODY, state.config.server.limits.request_body_timeout).await?;
+    let bytes = read_body(body, state).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }

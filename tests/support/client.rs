@@ -25,6 +25,11 @@ impl Reply {
             .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
     }
 
+    /// Every `Set-Cookie` value of the reply.
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers.get_all("set-cookie").iter().map(|v| v.to_str().expect("ascii").to_owned()).collect()
+    }
+
     /// The spec's error code of an error reply.
     pub fn code(&self) -> String {
         self.json()["error"].as_str().unwrap_or_default().to_owned()
@@ -135,4 +140,14 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8], wait: Duration) -> R
     .await
     .is_ok();
     RawReply { text: String::from_utf8_lossy(&buf).into_owned(), closed }
+}
+
+/// The value of cookie `name` among `Set-Cookie` values.
+pub fn cookie_value(cookies: &[String], name: &str) -> String {
+    cookies
+        .iter()
+        .find_map(|c| c.strip_prefix(&format!("{name}=")))
+        .and_then(|rest| rest.split(';').next())
+        .expect("cookie set")
+        .to_owned()
 }
