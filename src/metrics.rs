@@ -47,6 +47,7 @@ pub struct Metrics {
     pub logins: Family<OutcomeLabels, Counter>,
     pub reloads: Family<OutcomeLabels, Counter>,
     pub open_connections: Gauge,
+    pub parked_connections: Gauge,
     denylist_entries: Gauge,
     denylist_staleness: Gauge<f64, AtomicU64>,
     jwks_age: Family<IssuerLabels, Gauge<f64, AtomicU64>>,
@@ -65,6 +66,7 @@ impl Default for Metrics {
             logins: Family::default(),
             reloads: Family::default(),
             open_connections: Gauge::default(),
+            parked_connections: Gauge::default(),
             denylist_entries: Gauge::default(),
             denylist_staleness: Gauge::default(),
             jwks_age: Family::default(),
@@ -94,6 +96,11 @@ impl Default for Metrics {
         registry.register("login_attempts", "Login attempts by outcome", m.logins.clone());
         registry.register("config_reloads", "Config reloads by outcome", m.reloads.clone());
         registry.register("open_connections", "Open client connections", m.open_connections.clone());
+        registry.register(
+            "parked_connections",
+            "Idle HTTP/1 keep-alive connections waiting for a request without hyper's buffers",
+            m.parked_connections.clone(),
+        );
         registry.register("denylist_entries", "Entries in this replica's denylist copy", m.denylist_entries.clone());
         registry.register(
             "denylist_staleness_seconds",

@@ -1,62 +1,136 @@
-//! The idle timeout: a connection that moves no byte either way for
-//! `idle_timeout` is asked to finish gracefully (in-flight requests
-//! complete; HTTP/1 closes, HTTP/2 sends GOAWAY).
+//! What a connection is doing, as far as closing or parking it goes: whether
+//! bytes move, whether a request is in flight, whether the last response has
+//! left in full.
 //!
-//! A connection that has not sent a byte yet gets `header_read_timeout`
-//! instead: hyper's own header-read timer starts only once the connection
-//! is handed to the HTTP/1 parser, and hyper-util's protocol sniffing
-//! (HTTP/1 or the HTTP/2 preface) waits for bytes without any timer, so an
-//! idle TCP connection would otherwise be held for `idle_timeout`. This
-//! also covers HTTP/2 connections, which answer pings and would otherwise
-//! stay open for ever. One relaxed atomic store per read or write.
+//! [`Tracked`] wraps the socket and counts each read or write that moved
+//! bytes (a plain relaxed store, no clock read); [`Activity::enter`] counts a
+//! request from its arrival until its response body is dropped, which hyper
+//! does once the body has been written; together they tell when hyper
+//! holds nothing but its buffers ([`Activity::between_requests`], when
+//! `connection` may park it). [`Activity::idle`] samples the counter every
+//! quarter of `idle_timeout`, so an idle connection is finished between
+//! `idle_timeout` and a quarter more.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use hyper::body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Instant;
 
-/// Not a byte moved yet.
-const NEVER: u64 = u64::MAX;
+use crate::body::{Body, BoxError};
 
-/// When a connection last moved a byte, in milliseconds since it opened.
-#[derive(Debug, Clone)]
-pub struct Activity {
-    opened: Instant,
-    last_ms: Arc<AtomicU64>,
+/// Shared by a connection's socket wrapper, its requests and its watcher.
+#[derive(Debug, Clone, Default)]
+pub struct Activity(Arc<Counters>);
+
+#[derive(Debug, Default)]
+struct Counters {
+    /// Reads and writes that moved bytes. Only the connection's task writes it.
+    moves: AtomicU64,
+    /// Bytes were read after the last write: hyper may hold part of a request.
+    read_since_write: AtomicBool,
+    /// The last write or flush was refused: hyper still holds response bytes.
+    unsent: AtomicBool,
+    /// Requests whose response body has not been dropped yet.
+    in_flight: AtomicUsize,
 }
 
 impl Activity {
     pub fn new() -> Activity {
-        Activity { opened: Instant::now(), last_ms: Arc::new(AtomicU64::new(NEVER)) }
+        Activity::default()
     }
 
-    fn touch(&self) {
-        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(NEVER - 1);
-        self.last_ms.store(ms, Ordering::Relaxed);
+    fn moved(&self) {
+        let counters = &self.0;
+        counters.moves.store(counters.moves.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     }
 
-    /// Resolves once the connection has sent nothing for `first_byte` since
-    /// it opened, or, once it has, moved nothing for `idle`.
-    pub async fn idle_for(&self, first_byte: Duration, idle: Duration) {
+    /// Counts a request until the returned guard (held by its response body)
+    /// is dropped.
+    pub fn enter(&self) -> InFlight {
+        self.0.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// No request in flight, every response byte handed to the socket,
+    /// nothing read since: hyper holds no request, only its buffers.
+    pub fn between_requests(&self) -> bool {
+        let counters = &self.0;
+        counters.in_flight.load(Ordering::Relaxed) == 0
+            && !counters.read_since_write.load(Ordering::Relaxed)
+            && !counters.unsent.load(Ordering::Relaxed)
+            && counters.moves.load(Ordering::Relaxed) > 0
+    }
+
+    /// Resolves once nothing has moved for `idle` (measured in quarters of it).
+    pub async fn idle(&self, idle: Duration) {
+        let tick = (idle / 4).max(Duration::from_millis(10));
+        let mut seen = self.0.moves.load(Ordering::Relaxed);
+        let mut quiet = Duration::ZERO;
         loop {
-            let deadline = match self.last_ms.load(Ordering::Relaxed) {
-                NEVER => self.opened + first_byte,
-                last => self.opened + Duration::from_millis(last) + idle,
-            };
-            if Instant::now() >= deadline {
+            tokio::time::sleep(tick).await;
+            let moves = self.0.moves.load(Ordering::Relaxed);
+            if moves != seen {
+                seen = moves;
+                quiet = Duration::ZERO;
+                continue;
+            }
+            quiet += tick;
+            if quiet >= idle {
                 return;
             }
-            tokio::time::sleep_until(deadline).await;
         }
     }
 }
 
-/// An IO that reports its traffic to an [`Activity`].
+/// A request in flight, until dropped.
+#[derive(Debug)]
+pub struct InFlight(Activity);
+
+impl InFlight {
+    /// The response body, holding this guard until hyper drops it.
+    pub fn hold(self, body: Body) -> CountedBody {
+        CountedBody { body, _in_flight: self }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its request counted as in flight.
+pub struct CountedBody {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for CountedBody {
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A socket that reports its traffic to an [`Activity`].
 pub struct Tracked<IO> {
     io: IO,
     activity: Activity,
@@ -66,6 +140,25 @@ impl<IO> Tracked<IO> {
     pub fn new(io: IO, activity: Activity) -> Tracked<IO> {
         Tracked { io, activity }
     }
+
+    pub fn into_inner(self) -> IO {
+        self.io
+    }
+
+    fn wrote<T>(&self, polled: &Poll<io::Result<T>>, moved: bool) {
+        let counters = &self.activity.0;
+        match polled {
+            Poll::Pending => counters.unsent.store(true, Ordering::Relaxed),
+            Poll::Ready(Ok(_)) => {
+                counters.unsent.store(false, Ordering::Relaxed);
+                if moved {
+                    counters.read_since_write.store(false, Ordering::Relaxed);
+                    self.activity.moved();
+                }
+            }
+            Poll::Ready(Err(_)) => {}
+        }
+    }
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
@@ -73,7 +166,8 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.touch();
+            self.activity.0.read_since_write.store(true, Ordering::Relaxed);
+            self.activity.moved();
         }
         polled
     }
@@ -82,9 +176,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
 impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write(cx, data);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        self.wrote(&polled, matches!(polled, Poll::Ready(Ok(n)) if n > 0));
         polled
     }
 
@@ -94,9 +186,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        self.wrote(&polled, matches!(polled, Poll::Ready(Ok(n)) if n > 0));
         polled
     }
 
@@ -105,7 +195,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.wrote(&polled, false);
+        polled
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

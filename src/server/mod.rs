@@ -9,11 +9,11 @@
 //! moves bytes to it. "Downstream" is the client side, "upstream" the backend.
 
 pub mod admin;
+mod connection;
 mod idle;
 pub mod reload;
 pub mod tls;
 
-use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,15 +21,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
+use hyper::Request;
+use hyper::body::Incoming;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::config::Limits;
 use crate::state::State;
 
 /// The client end of a connection.
@@ -75,34 +72,6 @@ pub enum ServerError {
     },
 }
 
-/// Serves a connection; on shutdown asks it to finish gracefully (HTTP/1:
-/// close after the current response; HTTP/2: GOAWAY) and waits for it.
-/// Holding `stop` until the end is what `Gateway::shutdown` waits on. An
-/// idle connection (see `idle`) is finished the same way.
-/// (A macro, not a generic fn: rustc cannot prove such a fn's future `Send`.)
-macro_rules! drain_on_stop {
-    ($conn:expr, $stop:expr, $peer:expr, $idle:expr) => {{
-        let mut stop = $stop;
-        let (activity, limits): (&idle::Activity, &Limits) = $idle;
-        let mut conn = std::pin::pin!($conn);
-        let result = tokio::select! {
-            result = conn.as_mut() => result,
-            () = async { let _ = stop.wait_for(|stopping| *stopping).await; } => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-            () = activity.idle_for(limits.header_read_timeout, limits.idle_timeout) => {
-                tracing::debug!(peer = %$peer, "idle connection closed");
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        };
-        if let Err(e) = result {
-            tracing::debug!(peer = %$peer, error = %e, "connection ended with an error");
-        }
-    }};
-}
-
 #[derive(Clone, Copy)]
 enum Kind {
     Plain,
@@ -114,9 +83,8 @@ struct Shared {
     state: Arc<ArcSwap<State>>,
     metrics: Arc<crate::metrics::Metrics>,
     health: Arc<Health>,
-    http: auto::Builder<TokioExecutor>,
+    protocols: connection::Protocols,
     connections: Arc<Semaphore>,
-    limits: Limits,
 }
 
 /// A running gateway: its addresses and the means to stop it.
@@ -156,9 +124,8 @@ impl Gateway {
             metrics: state.load().metrics.clone(),
             state: state.clone(),
             health: health.clone(),
-            http: http_builder(&limits),
+            protocols: connection::Protocols::new(&limits, state.load().metrics.parked_connections.clone()),
             connections: Arc::new(Semaphore::new(limits.max_connections)),
-            limits: limits.clone(),
         });
         let (stop, _) = watch::channel(false);
         let (admin_stop, _) = watch::channel(false);
@@ -209,27 +176,6 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(4096)
 }
 
-fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        // hyper answers 431 itself when a head outgrows its buffer; the exact
-        // per-field limit is checked again in `proxy::serve`.
-        .max_buf_size(limits.max_header_bytes.max(8192) + 4096)
-        .max_headers(limits.max_headers);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_pending_accept_reset_streams(64)
-        .keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10));
-    builder
-}
-
 async fn accept_loop(listener: TcpListener, kind: Kind, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -258,65 +204,78 @@ async fn accept_loop(listener: TcpListener, kind: Kind, shared: Arc<Shared>, mut
             }
         };
         let _ = tcp.set_nodelay(true);
-        let shared = shared.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let metrics = shared.metrics.clone();
-            metrics.open_connections.inc();
-            serve_connection(tcp, peer, kind, shared, stop).await;
-            metrics.open_connections.dec();
-            drop(permit);
-        });
+        let open = Open::new(shared.metrics.clone(), permit);
+        let (shared, stop) = (shared.clone(), stop.clone());
+        // One spawn per kind, so that each task is sized for its own kind's state.
+        match kind {
+            Kind::Plain => tokio::spawn(async move {
+                serve_http(tcp, Downstream { peer, tls: false }, &shared, stop).await;
+                drop(open);
+            }),
+            Kind::Tls => tokio::spawn(async move {
+                serve_tls(tcp, peer, &shared, stop).await;
+                drop(open);
+            }),
+            Kind::Admin => tokio::spawn(async move {
+                serve_admin(tcp, peer, &shared, stop).await;
+                drop(open);
+            }),
+        };
     }
 }
 
-async fn serve_connection(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    kind: Kind,
-    shared: Arc<Shared>,
-    stop: watch::Receiver<bool>,
-) {
-    match kind {
-        Kind::Plain => serve_http(tcp, Downstream { peer, tls: false }, &shared, stop).await,
-        Kind::Admin => {
-            let health = shared.health.clone();
-            let state = shared.state.clone();
-            let service = service_fn(move |req| {
-                let (health, state) = (health.clone(), state.clone());
-                async move { Ok::<_, Infallible>(admin::handle(&req, &health, &state.load())) }
-            });
-            let activity = idle::Activity::new();
-            let conn = shared.http.serve_connection(TokioIo::new(idle::Tracked::new(tcp, activity.clone())), service);
-            drain_on_stop!(conn, stop, peer, (&activity, &shared.limits));
-        }
-        Kind::Tls => {
-            let state = shared.state.load_full();
-            let Some(acceptor) = state.tls.clone() else {
-                return;
-            };
-            let timeout = state.config.server.limits.tls_handshake_timeout;
-            drop(state);
-            match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => serve_http(stream, Downstream { peer, tls: true }, &shared, stop).await,
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
-        }
+/// An open client connection: counted in the metrics, holding its place
+/// under `max_connections` until dropped.
+struct Open {
+    metrics: Arc<crate::metrics::Metrics>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Open {
+    fn new(metrics: Arc<crate::metrics::Metrics>, permit: OwnedSemaphorePermit) -> Open {
+        metrics.open_connections.inc();
+        Open { metrics, _permit: permit }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.metrics.open_connections.dec();
+    }
+}
+
+async fn serve_admin(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, stop: watch::Receiver<bool>) {
+    let health = shared.health.clone();
+    let state = shared.state.clone();
+    let handler = move |request: Request<Incoming>| {
+        let response = admin::handle(&request, &health, &state.load());
+        std::future::ready(response)
+    };
+    connection::serve(tcp, peer, handler, &shared.protocols, stop).await;
+}
+
+async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, stop: watch::Receiver<bool>) {
+    let state = shared.state.load_full();
+    let Some(acceptor) = state.tls.clone() else {
+        return;
+    };
+    let timeout = state.config.server.limits.tls_handshake_timeout;
+    drop(state);
+    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => serve_http(stream, Downstream { peer, tls: true }, shared, stop).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
 }
 
 async fn serve_http<IO>(io: IO, downstream: Downstream, shared: &Arc<Shared>, stop: watch::Receiver<bool>)
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: connection::Socket,
 {
     let state = shared.state.clone();
-    let service = service_fn(move |request| {
+    let handler = move |request| {
         let state = state.load_full();
-        async move { Ok::<_, Infallible>(crate::proxy::handle(request, downstream, &state).await) }
-    });
-    let activity = idle::Activity::new();
-    let conn =
-        shared.http.serve_connection_with_upgrades(TokioIo::new(idle::Tracked::new(io, activity.clone())), service);
-    drain_on_stop!(conn, stop, downstream.peer, (&activity, &shared.limits));
+        async move { crate::proxy::handle(request, downstream, &state).await }
+    };
+    connection::serve(io, downstream.peer, handler, &shared.protocols, stop).await;
 }
