@@ -120,12 +120,31 @@ async fn run_reload(current: &Arc<ArcSwap<State>>) {
     let _ = tokio::task::spawn_blocking(move || reload(&current)).await;
 }
 
-/// Watches for SIGHUP and file changes until `stop` flips.
-pub async fn watch(current: Arc<ArcSwap<State>>, mut stop: watch::Receiver<bool>) {
+/// Watches for SIGHUP and file changes until `stop` flips. The running
+/// files are fingerprinted and SIGHUP is caught now, not when the returned
+/// future first runs: a change (or a SIGHUP, which would otherwise end the
+/// process) arriving before the task is first polled must count.
+pub fn watch(
+    current: Arc<ArcSwap<State>>,
+    stop: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send {
     #[cfg(unix)]
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut files = watched_files(&current.load());
-    let mut applied = fingerprint(&files);
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    #[cfg(not(unix))]
+    let hangup = None::<()>;
+    let files = watched_files(&current.load());
+    let applied = fingerprint(&files);
+    watch_from(current, stop, hangup, files, applied)
+}
+
+async fn watch_from(
+    current: Arc<ArcSwap<State>>,
+    mut stop: watch::Receiver<bool>,
+    #[cfg(unix)] mut hangup: Option<tokio::signal::unix::Signal>,
+    #[cfg(not(unix))] _hangup: Option<()>,
+    mut files: Vec<PathBuf>,
+    mut applied: Fingerprint,
+) {
     let mut candidate: Option<Fingerprint> = None;
     loop {
         #[cfg(unix)]
