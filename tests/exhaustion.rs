@@ -179,6 +179,39 @@ async fn f12_ten_thousand_idle_connections_are_bounded_and_freed() {
     assert_eq!(gauge(gateway.admin, "parked_connections").await, Some(0.0));
 }
 
+/// F12, parked: a keep-alive connection parked between requests (here while
+/// 520 connections in the middle of a head crowd the gateway) keeps hyper's
+/// deadline for the next request: it is closed at `header_read_timeout`,
+/// like a connection that was not parked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f12_parked_connections_keep_the_header_read_timeout() {
+    let _heavy = HEAVY.lock().await;
+    let rig = Rig::start().await; // header_read_timeout = 2s
+    let case = rig.begin("F12 parked keep-alive");
+    let mut crowd = Vec::new();
+    for _ in 0..520 {
+        let mut tcp = TcpStream::connect(rig.gw.http).await.expect("connect");
+        tcp.write_all(b"GET /public/x HTTP/1.1\r\n").await.expect("write");
+        crowd.push(tcp);
+    }
+    let mut tcp = TcpStream::connect(rig.gw.http).await.expect("connect");
+    assert_eq!(exchange(&mut tcp, KEEP_ALIVE_GET).await, 200);
+    let parked = support::eventually(Duration::from_secs(1), || async {
+        (gauge(rig.gw.admin, "parked_connections").await? >= 1.0).then_some(())
+    })
+    .await;
+    assert!(parked.is_some(), "not parked: {:?}", gauge(rig.gw.admin, "parked_connections").await);
+    let started = Instant::now();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "a parked connection stayed open: {read:?}");
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2500), "closed {took:?} after it was parked");
+    assert_eq!(gauge(rig.gw.admin, "parked_connections").await, Some(0.0));
+    drop(crowd);
+    rig.end(case, Outcome::Forwarded).await;
+}
+
 /// D01: a slowloris (one header byte every 100 ms, 500 connections) is cut
 /// at the header-read timeout however steadily it trickles; the control
 /// request's latency is unaffected.

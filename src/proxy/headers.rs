@@ -96,9 +96,13 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Removes the `listed` headers the request has. One pass over its (few)
 /// names instead of one hashed lookup per listed name: most requests carry
-/// none of them.
+/// none of them, and a name whose length no listed name has is passed over
+/// without comparing it to each.
 fn remove_listed(headers: &mut HeaderMap, listed: &[HeaderName]) {
-    let present: Vec<HeaderName> = headers.keys().filter(|name| listed.contains(name)).cloned().collect();
+    let length_bit = |name: &HeaderName| 1u64 << name.as_str().len().min(63);
+    let lengths = listed.iter().fold(0, |mask, name| mask | length_bit(name));
+    let present: Vec<HeaderName> =
+        headers.keys().filter(|name| lengths & length_bit(name) != 0 && listed.contains(name)).cloned().collect();
     for name in present {
         headers.remove(name);
     }
@@ -137,7 +141,7 @@ pub fn set_forwarded(
     let xff = HeaderName::from_static("x-forwarded-for");
     let xfp = HeaderName::from_static("x-forwarded-proto");
     let xfh = HeaderName::from_static("x-forwarded-host");
-    let peer_text = peer.to_string();
+    let peer_text = ip_text(peer);
     let chain = if peer_is_trusted {
         let previous: Vec<&str> = headers.get_all(&xff).iter().filter_map(|v| v.to_str().ok()).collect();
         if previous.is_empty() { peer_text } else { format!("{}, {peer_text}", previous.join(", ")) }
@@ -159,6 +163,30 @@ pub fn set_forwarded(
                 headers.remove(xfh);
             }
         }
+    }
+}
+
+/// An address as text; IPv4 without `Display`'s formatting machinery (which
+/// cost about 1,600 instructions a request in the profile).
+fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut text = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.push('.');
+                }
+                if octet >= 100 {
+                    text.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    text.push(char::from(b'0' + octet / 10 % 10));
+                }
+                text.push(char::from(b'0' + octet % 10));
+            }
+            text
+        }
+        IpAddr::V6(v6) => v6.to_string(),
     }
 }
 
@@ -232,6 +260,18 @@ pub fn head_size(headers: &HeaderMap) -> usize {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn ipv4_text_reads_as_displayed() {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        for ip in [[0, 0, 0, 0], [255, 255, 255, 255], [10, 0, 100, 9], [1, 20, 3, 199], [127, 0, 0, 1]] {
+            let ip = IpAddr::V4(Ipv4Addr::from(ip));
+            assert_eq!(super::ip_text(ip), ip.to_string());
+        }
+        let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        assert_eq!(super::ip_text(v6), "::1");
+    }
+
     use super::*;
     use crate::config::Config;
     use std::path::Path;

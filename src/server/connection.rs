@@ -169,9 +169,12 @@ where
             tracing::trace!(%peer, bytes = io.prefix.len(), "parked with part of a request; served again");
             continue;
         }
+        // hyper's header-read timer started when it went back to reading;
+        // the bare socket keeps the same deadline.
+        let wait = limits.header_read_timeout.min(limits.idle_timeout);
         protocols.parked.inc();
         let woken = tokio::select! {
-            ready = tokio::time::timeout(limits.idle_timeout, io.io.readable()) => matches!(ready, Ok(Ok(()))),
+            ready = tokio::time::timeout(wait, io.io.readable()) => matches!(ready, Ok(Ok(()))),
             () = stopped(&mut stop) => false,
         };
         protocols.parked.dec();
