@@ -19,7 +19,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use support::gateway::{Options, TestGateway};
 use support::tokens::{claims, sign};
 use support::upstream::Upstream;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -102,6 +102,41 @@ async fn http1_is_served_when_the_client_offers_only_http1() {
     let response = sender.send_request(request(&token, http::Version::HTTP_11)).await.expect("response");
     assert_eq!(response.status(), 200);
     assert_eq!(up.last().headers["x-forwarded-proto"], "https");
+}
+
+/// A keep-alive HTTP/1 connection over TLS parked between requests (while
+/// 520 plain connections in the middle of a head crowd the gateway) is
+/// served again on the same TLS session: parking waits on the TCP socket
+/// and keeps rustls' state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_tls_connection_is_served_again() {
+    let up = Upstream::start().await;
+    let gw = tls_gateway(&up).await;
+    let mut crowd = Vec::new();
+    for _ in 0..520 {
+        let mut tcp = TcpStream::connect(gw.http).await.expect("connect");
+        tcp.write_all(b"GET /api/x HTTP/1.1\r\n").await.expect("write");
+        crowd.push(tcp);
+    }
+    let tls = connect(&gw, &[b"http/1.1"]).await;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.expect("h1 handshake");
+    let conn = tokio::spawn(conn);
+    let token = sign("es256", &claims("alice", &[]));
+    let first = sender.send_request(request(&token, http::Version::HTTP_11)).await.expect("response");
+    assert_eq!(first.status(), 200);
+    first.into_body().collect().await.expect("body");
+    let metrics = format!("http://{}/metrics", gw.admin);
+    let parked = support::eventually(Duration::from_secs(1), || async {
+        let text = String::from_utf8_lossy(&support::client::get(&metrics, &[]).await.body).into_owned();
+        text.lines().any(|l| l.starts_with("authgate_parked_connections ") && !l.ends_with(" 0")).then_some(())
+    })
+    .await;
+    assert!(parked.is_some(), "the TLS connection was not parked");
+    let second = sender.send_request(request(&token, http::Version::HTTP_11)).await.expect("response after parking");
+    assert_eq!(second.status(), 200);
+    assert_eq!(up.count(), 2);
+    assert!(!conn.is_finished(), "the client connection ended");
+    drop(crowd);
 }
 
 #[tokio::test]
