@@ -3,8 +3,9 @@
 //! Owns the three listeners (plain, TLS, admin), the accept loop (a
 //! connection cap, backoff on accept errors such as EMFILE), one task per
 //! connection (the TLS handshake runs inside it, under a timeout, so a slow
-//! client never stalls the accept loop), hyper's per-connection limits
-//! (header read timeout, header size and count), and the drain on shutdown.
+//! client never stalls the accept loop), and the drain on shutdown. One
+//! connection's life (protocol, hyper's limits, idle close, keep-alive
+//! parking) is `connection`'s.
 //! What a request means is `crate::proxy`'s business; this module only
 //! moves bytes to it. "Downstream" is the client side, "upstream" the backend.
 
