@@ -260,18 +260,6 @@ pub fn head_size(headers: &HeaderMap) -> usize {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn ipv4_text_reads_as_displayed() {
-        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-        for ip in [[0, 0, 0, 0], [255, 255, 255, 255], [10, 0, 100, 9], [1, 20, 3, 199], [127, 0, 0, 1]] {
-            let ip = IpAddr::V4(Ipv4Addr::from(ip));
-            assert_eq!(super::ip_text(ip), ip.to_string());
-        }
-        let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
-        assert_eq!(super::ip_text(v6), "::1");
-    }
-
     use super::*;
     use crate::config::Config;
     use std::path::Path;
@@ -448,5 +436,16 @@ mod tests {
         join_cookies(&mut h);
         assert_eq!(h.get_all("cookie").iter().count(), 1);
         assert_eq!(h["cookie"], "a=1; b=2");
+    }
+
+    #[test]
+    fn ipv4_text_reads_as_displayed() {
+        use std::net::{Ipv4Addr, Ipv6Addr};
+        for ip in [[0, 0, 0, 0], [255, 255, 255, 255], [10, 0, 100, 9], [1, 20, 3, 199], [127, 0, 0, 1]] {
+            let ip = IpAddr::V4(Ipv4Addr::from(ip));
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        assert_eq!(ip_text(v6), "::1");
     }
 }
