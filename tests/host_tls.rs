@@ -132,6 +132,8 @@ async fn a_parked_tls_connection_is_served_again() {
     })
     .await;
     assert!(parked.is_some(), "the TLS connection was not parked");
+    // The client side must have seen the first exchange end before it can send again.
+    sender.ready().await.expect("the client connection is ready again");
     let second = sender.send_request(request(&token, http::Version::HTTP_11)).await.expect("response after parking");
     assert_eq!(second.status(), 200);
     assert_eq!(up.count(), 2);

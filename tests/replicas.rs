@@ -7,67 +7,15 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::client::{get, get_bearer, send};
+use support::client::{get, get_bearer};
+use support::fleet::{config, mint, revoke_via_api, setup, time_until};
 use support::process::{GatewayProcess, cli, jti_of};
 use support::redis::RedisServer;
 
-fn config(store: &str) -> String {
-    format!(
-        r#"[server]
-http = "{{HTTP}}"
-admin = "{{ADMIN}}"
-[tokens]
-signing_key = "main"
-[[tokens.keys]]
-kid = "main"
-algorithm = "ES256"
-private_key_file = "main.pem"
-[store]
-{store}
-[login]
-enabled = true
-[[route]]
-path = "/public"
-upstream = "builtin:echo"
-auth = "none"
-[[route]]
-path = "/api"
-upstream = "builtin:echo"
-"#
-    )
-}
-
 fn redis_store(server: &RedisServer) -> String {
     format!("backend = \"redis\"\nurl = \"{}\"\nmax_staleness = \"1s\"\ntimeout = \"300ms\"\n", server.url())
-}
-
-fn setup() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (ok, _, err) = cli(dir.path(), &["keygen", "--alg", "ES256", "--out", "main.pem"], None);
-    assert!(ok, "{err}");
-    dir
-}
-
-fn mint(dir: &Path, config: &str, sub: &str, roles: &str) -> String {
-    let (ok, out, err) = cli(dir, &["--config", config, "token", "--sub", sub, "--roles", roles], None);
-    assert!(ok, "{err}");
-    out.trim().to_owned()
-}
-
-/// Polls until `url` with `token` answers `status`; returns how long it took.
-async fn time_until(url: &str, token: &str, status: u16, limit: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    support::eventually(limit, || async { (get_bearer(url, token).await.status == status).then_some(()) }).await?;
-    Some(started.elapsed())
-}
-
-async fn revoke_via_api(gateway: &GatewayProcess, admin: &str, body: &str) -> u16 {
-    let auth = format!("Bearer {admin}");
-    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
-    send(http::Method::POST, &gateway.url("/auth/revoke"), &headers, bytes::Bytes::from(body.to_owned())).await.status
 }
 
 #[tokio::test]
@@ -239,6 +187,22 @@ async fn a_paused_redis_is_as_unavailable_as_a_stopped_one() {
     let back = time_until(&gateway.url("/api/x"), &alice, 200, Duration::from_secs(8)).await;
     assert!(back.is_some(), "not served again after the pause");
     assert!(paused.elapsed() >= Duration::from_secs(3), "served again before the pause ended");
+}
+
+#[tokio::test]
+async fn a_pause_shorter_than_max_staleness_is_not_an_outage() {
+    let redis = RedisServer::start();
+    let dir = setup();
+    let gateway = GatewayProcess::start(dir.path(), "g.toml", &config(&redis_store(&redis))).await;
+    let alice = mint(dir.path(), "g.toml", "alice", "user");
+    assert!(time_until(&gateway.url("/api/x"), &alice, 200, Duration::from_secs(5)).await.is_some());
+    // max_staleness is 1 s; the pause a quarter of it.
+    assert_eq!(redis.cli(&["CLIENT", "PAUSE", "250", "ALL"]).as_deref(), Some("OK"));
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < deadline {
+        assert_eq!(get_bearer(&gateway.url("/api/x"), &alice).await.status, 200, "a short pause caused an outage");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 #[tokio::test]

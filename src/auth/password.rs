@@ -1,11 +1,18 @@
 //! Passwords: argon2id with OWASP's parameters (19 MiB, 2 passes, 1 lane).
 //!
 //! Hashing is deliberately slow; callers on the request path run it on
-//! tokio's blocking pool. Passwords over 1024 bytes are refused before any
-//! work, so a huge password cannot cost more than a normal one.
+//! tokio's blocking pool through `Hasher`, which also owns argon2's working
+//! memory: a fixed pool of 19 MiB buffers, one per permit, reused by every
+//! hash. Allocated per hash, those blocks were freed into the arenas of
+//! whichever blocking thread ran it and kept there, so RSS climbed in
+//! 19 MiB steps under a login flood (docs/performance.md, "Memory").
+//! Passwords over 1024 bytes are refused before any work, so a huge
+//! password cannot cost more than a normal one.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::Mutex;
+
+use argon2::password_hash::{Output, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
@@ -19,10 +26,17 @@ pub enum PasswordError {
     Hash(String),
 }
 
+/// OWASP Password Storage Cheat Sheet: m=19 MiB, t=2, p=1.
+const MEMORY_KIB: u32 = 19 * 1024;
+
 fn argon2() -> Argon2<'static> {
-    // OWASP Password Storage Cheat Sheet: m=19 MiB, t=2, p=1.
-    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+    let params = Params::new(MEMORY_KIB, 2, 1, None).unwrap_or_default();
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Working memory for one hash with our parameters (one `Block` is 1 KiB).
+fn new_memory() -> Box<[Block]> {
+    vec![Block::default(); MEMORY_KIB as usize].into_boxed_slice()
 }
 
 /// Checks length rules (cheap) before any hashing.
@@ -38,24 +52,83 @@ pub fn check_length(password: &str, min_chars: usize) -> Result<(), PasswordErro
 
 /// An argon2id PHC string for `password`.
 pub fn hash(password: &str) -> Result<String, PasswordError> {
+    hash_in(password, &mut new_memory())
+}
+
+fn hash_in(password: &str, memory: &mut [Block]) -> Result<String, PasswordError> {
     if password.len() > MAX_PASSWORD_BYTES {
         return Err(PasswordError::TooLong);
     }
     let mut raw_salt = [0u8; 16];
     aws_lc_rs::rand::fill(&mut raw_salt).map_err(|_| PasswordError::Hash("no randomness".into()))?;
     let salt = SaltString::encode_b64(&raw_salt).map_err(|e| PasswordError::Hash(e.to_string()))?;
-    argon2()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| PasswordError::Hash(e.to_string()))
+    let argon2 = argon2();
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    argon2
+        .hash_password_into_with_memory(password.as_bytes(), &raw_salt, &mut out, memory)
+        .map_err(|e| PasswordError::Hash(e.to_string()))?;
+    let output = Output::new(&out).map_err(|e| PasswordError::Hash(e.to_string()))?;
+    let params = argon2.params();
+    Ok(format!(
+        "$argon2id$v=19$m={},t={},p={}${}${output}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        salt.as_str()
+    ))
 }
 
 /// Whether `password` matches the PHC string; a malformed hash never matches.
 pub fn verify(password: &str, phc: &str) -> bool {
+    verify_in(password, phc, &mut Vec::new())
+}
+
+/// `memory` is used when it is large enough for the hash's parameters,
+/// else working memory is allocated for this call (a hash imported with a
+/// larger `m` than ours).
+fn verify_in(password: &str, phc: &str, memory: &mut [Block]) -> bool {
     if password.len() > MAX_PASSWORD_BYTES {
         return false;
     }
-    PasswordHash::new(phc).is_ok_and(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok())
+    let Ok(parsed) = PasswordHash::new(phc) else { return false };
+    let (Ok(algorithm), Ok(params), Some(expected), Some(salt)) =
+        (Algorithm::try_from(parsed.algorithm), Params::try_from(&parsed), parsed.hash, parsed.salt)
+    else {
+        return false;
+    };
+    let version = parsed.version.map_or(Ok(Version::V0x13), Version::try_from);
+    let Ok(version) = version else { return false };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else { return false };
+    let argon2 = Argon2::new(algorithm, version, params);
+    let mut out = vec![0u8; expected.len()];
+    let needed = argon2.params().block_count();
+    let computed = if memory.len() >= needed {
+        argon2.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, memory)
+    } else {
+        argon2.hash_password_into(password.as_bytes(), salt, &mut out)
+    };
+    // `Output`'s equality is constant-time.
+    computed.is_ok() && Output::new(&out).is_ok_and(|o| o == expected)
+}
+
+/// One working-memory buffer per permit, made on first use and kept.
+struct MemoryPool {
+    free: Mutex<Vec<Box<[Block]>>>,
+}
+
+impl MemoryPool {
+    /// Runs `f` with a buffer from the pool; the caller holds a permit, so
+    /// the pool never holds more buffers than there are permits.
+    fn with<T>(&self, f: impl FnOnce(&mut [Block]) -> T) -> T {
+        let taken = self.free.lock().map(|mut free| free.pop()).unwrap_or(None);
+        let mut memory = taken.unwrap_or_else(new_memory);
+        let result = f(&mut memory);
+        if let Ok(mut free) = self.free.lock() {
+            free.push(memory);
+        }
+        result
+    }
 }
 
 /// Hashing and verification off the request threads, at most `permits` at
@@ -65,11 +138,14 @@ pub struct Hasher {
     /// A real hash with the real parameters: an unknown user costs the same
     /// work as a wrong password.
     dummy: String,
+    memory: std::sync::Arc<MemoryPool>,
 }
 
 impl Hasher {
     pub fn new(permits: usize) -> Result<Hasher, PasswordError> {
-        Ok(Hasher { permits: tokio::sync::Semaphore::new(permits.max(1)), dummy: hash("authgate dummy password")? })
+        let memory = std::sync::Arc::new(MemoryPool { free: Mutex::new(Vec::new()) });
+        let dummy = memory.with(|m| hash_in("authgate dummy password", m))?;
+        Ok(Hasher { permits: tokio::sync::Semaphore::new(permits.max(1)), dummy, memory })
     }
 
     /// One per two cores, at least one.
@@ -80,7 +156,8 @@ impl Hasher {
 
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
         let _permit = self.permits.acquire().await.map_err(|_| PasswordError::Hash("hasher closed".into()))?;
-        tokio::task::spawn_blocking(move || hash(&password))
+        let memory = self.memory.clone();
+        tokio::task::spawn_blocking(move || memory.with(|m| hash_in(&password, m)))
             .await
             .map_err(|_| PasswordError::Hash("hashing task failed".into()))?
     }
@@ -92,7 +169,10 @@ impl Hasher {
             Some(p) => (p, true),
             None => (self.dummy.clone(), false),
         };
-        let matched = tokio::task::spawn_blocking(move || verify(&password, &target)).await.unwrap_or(false);
+        let memory = self.memory.clone();
+        let matched = tokio::task::spawn_blocking(move || memory.with(|m| verify_in(&password, &target, m)))
+            .await
+            .unwrap_or(false);
         matched && real
     }
 }
@@ -112,5 +192,46 @@ mod tests {
         assert!(!verify("x", "not a phc string"));
         assert!(matches!(hash(&"x".repeat(1025)), Err(PasswordError::TooLong)));
         assert!(matches!(check_length("short", 8), Err(PasswordError::TooShort(8))));
+    }
+
+    #[test]
+    fn hashes_made_elsewhere_verify_and_tampered_ones_do_not() {
+        use argon2::password_hash::PasswordHasher;
+        // The argon2 crate's own PHC output, with other parameters (m=8 MiB, t=3, argon2i).
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let params = Params::new(8 * 1024, 3, 1, None).unwrap();
+        let theirs = Argon2::new(Algorithm::Argon2i, Version::V0x13, params)
+            .hash_password(b"open sesame", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify("open sesame", &theirs));
+        assert!(!verify("open sesamE", &theirs));
+        // Ours, checked by the crate's own verifier.
+        let ours = hash("open sesame").unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(argon2::password_hash::PasswordVerifier::verify_password(&argon2(), b"open sesame", &parsed).is_ok());
+        // One character of the output changed.
+        let mut tampered = ours.clone();
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(!verify("open sesame", &tampered));
+        // A pooled buffer too small for the hash's parameters is not used.
+        let params = Params::new(32 * 1024, 1, 1, None).unwrap();
+        let big =
+            Argon2::new(Algorithm::Argon2id, Version::V0x13, params).hash_password(b"x", &salt).unwrap().to_string();
+        assert!(verify_in("x", &big, &mut new_memory()));
+    }
+
+    #[tokio::test]
+    async fn the_pool_holds_one_buffer_per_permit() {
+        let hasher = Hasher::new(2).unwrap();
+        let hashes: Vec<_> = (0..6).map(|i| hasher.hash(format!("password {i}"))).collect();
+        let hashes = futures_util::future::join_all(hashes).await;
+        for (i, h) in hashes.into_iter().enumerate() {
+            let h = h.unwrap();
+            assert!(hasher.verify(format!("password {i}"), Some(h)).await);
+        }
+        assert!(!hasher.verify("whatever".into(), None).await, "no user never matches");
+        assert!(hasher.memory.free.lock().unwrap().len() <= 2, "more buffers than permits");
     }
 }

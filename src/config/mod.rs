@@ -221,6 +221,9 @@ pub enum Store {
         max_staleness: Duration,
         /// Bound on every Redis call.
         timeout: Duration,
+        /// Replicas that must hold a write before it is acknowledged (`WAIT`);
+        /// `None`: one once the master has shown a connected replica, else none.
+        ack_replicas: Option<u32>,
     },
 }
 

@@ -124,6 +124,7 @@ pub struct RawStore {
     pub on_unavailable: Option<S<String>>,
     pub max_staleness: Option<S<String>>,
     pub timeout: Option<S<String>>,
+    pub ack_replicas: Option<S<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

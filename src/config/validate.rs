@@ -467,7 +467,8 @@ fn store(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawStore>>) -> Store {
     let default = super::raw::RawStore::default();
     let r = raw.map_or(&default, |r| r.get_ref());
     let backend = r.backend.as_ref().map_or("embedded", |b| b.get_ref().as_str());
-    let redis_only: [(&str, Option<Range<usize>>); 6] = [
+    let redis_only: [(&str, Option<Range<usize>>); 7] = [
+        ("ack_replicas", r.ack_replicas.as_ref().map(S::span)),
         ("timeout", r.timeout.as_ref().map(S::span)),
         ("url", r.url.as_ref().map(S::span)),
         ("url_env", r.url_env.as_ref().map(S::span)),
@@ -524,6 +525,13 @@ fn store(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawStore>>) -> Store {
                 on_unavailable,
                 max_staleness: c.duration(&r.max_staleness, Duration::from_secs(2)),
                 timeout: c.duration(&r.timeout, Duration::from_millis(500)),
+                ack_replicas: r.ack_replicas.as_ref().and_then(|n| match u32::try_from(*n.get_ref()) {
+                    Ok(n) if n <= 16 => Some(n),
+                    _ => {
+                        c.error(n.span(), "`ack_replicas` must be a whole number from 0 to 16");
+                        None
+                    }
+                }),
             }
         }
         other => {

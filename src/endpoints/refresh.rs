@@ -57,6 +57,8 @@ pub async fn refresh(
             Err(GatewayError::RefreshReused)
         }
         Rotation::Rotated { family, sub } => {
+            // Marked spent again on a master that a failover left without this rotation.
+            stores.denylist.remember_spent(&old, now);
             let user = state.users_file.find(&sub, store).await?;
             let Some(user) = user.filter(|u| !u.disabled) else {
                 store.revoke_family(&family).await?;

@@ -2,8 +2,8 @@
 //!
 //! Separate from the data listeners so probes never pass through routing or
 //! authentication. Ready means: config and keys loaded, listeners bound,
-//! not draining, and the denylist copy confirmed current (unless
-//! `on_unavailable = "allow"`).
+//! not draining, the denylist copy confirmed current (unless
+//! `on_unavailable = "allow"`), and the store able to take writes.
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use serde_json::json;
@@ -16,6 +16,8 @@ use crate::state::State;
 pub fn handle<B>(request: &Request<B>, health: &Health, state: &State) -> Response<Body> {
     let store = state.stores.as_deref();
     let store_ok = store.is_none_or(|s| s.is_current() || s.on_unavailable == OnUnavailable::Allow);
+    // A store that cannot take writes (no master answers) cannot acknowledge a logout or a revocation.
+    let writable = store.is_none_or(|s| s.is_writable() || s.on_unavailable == OnUnavailable::Allow);
     let staleness_ms = store.and_then(|s| s.denylist.staleness()).map(|d| d.as_millis() as u64);
     let jwks: Vec<_> = state
         .trusted
@@ -24,14 +26,15 @@ pub fn handle<B>(request: &Request<B>, health: &Health, state: &State) -> Respon
         .collect();
     let (status, document) = match (request.method().as_str(), request.uri().path()) {
         ("GET" | "HEAD", "/healthz") => (StatusCode::OK, json!({"status": "ok"})),
-        ("GET" | "HEAD", "/readyz") if health.is_ready() && store_ok => {
+        ("GET" | "HEAD", "/readyz") if health.is_ready() && store_ok && writable => {
             (StatusCode::OK, json!({"status": "ready", "denylist_staleness_ms": staleness_ms, "jwks": jwks}))
         }
         ("GET" | "HEAD", "/readyz") => {
-            let reason = match (health.is_draining(), health.is_ready()) {
-                (true, _) => "draining",
-                (false, false) => "starting",
-                (false, true) => "store_unavailable",
+            let reason = match (health.is_draining(), health.is_ready(), store_ok) {
+                (true, _, _) => "draining",
+                (false, false, _) => "starting",
+                (false, true, false) => "store_unavailable",
+                (false, true, true) => "store_read_only",
             };
             let body =
                 json!({"status": "not_ready", "reason": reason, "denylist_staleness_ms": staleness_ms, "jwks": jwks});

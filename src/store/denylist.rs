@@ -3,9 +3,12 @@
 //!
 //! Lookups are lock-free (papaya maps) and never wait on the network. The
 //! copy only grows, except by expiry: a reload merges, it never replaces.
-//! So a store that comes back empty cannot bring a revoked token back to
-//! life on a running replica; the replica writes back what it knows. The
-//! copy is "current" while the feed has answered within `max_staleness`.
+//! So a store that comes back empty, or a promoted replica that missed the
+//! last writes, cannot bring a revoked token back to life on a running
+//! replica: every reload writes back what this copy knows and the store
+//! lacks, and the refresh tokens this replica spent recently, and the
+//! store's feed carries them to every other replica. The copy is "current"
+//! while the feed has answered within `max_staleness`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,16 +26,24 @@ pub struct Replica {
     jtis: papaya::HashMap<String, u64>,
     /// sub -> (revoked before, expires_at)
     subjects: papaya::HashMap<String, (u64, u64)>,
+    /// Refresh-token hash -> when this replica spent it (seconds since the epoch).
+    spent: papaya::HashMap<String, u64>,
     started: Instant,
     /// Milliseconds since `started` when the feed last answered; 0 = never.
     confirmed_ms: AtomicU64,
 }
+
+/// How long a replica remembers the refresh tokens it spent, to mark them
+/// spent again on a master that lost the rotation: far longer than any
+/// replication lag a failover can lose.
+const SPENT_MEMORY: u64 = 600;
 
 impl Default for Replica {
     fn default() -> Self {
         Replica {
             jtis: papaya::HashMap::new(),
             subjects: papaya::HashMap::new(),
+            spent: papaya::HashMap::new(),
             started: Instant::now(),
             confirmed_ms: AtomicU64::new(0),
         }
@@ -72,6 +83,45 @@ impl Replica {
             expires_at: *exp,
         }));
         out
+    }
+
+    /// What this copy knows that `store_entries` (a snapshot taken at
+    /// `now`) lacks or holds weaker: to be written back.
+    pub fn lacking(&self, store_entries: &[Revocation], now: u64) -> Vec<Revocation> {
+        let mut jtis = std::collections::HashMap::new();
+        let mut subjects = std::collections::HashMap::new();
+        for e in store_entries {
+            match e {
+                Revocation::Jti { jti, expires_at } => {
+                    jtis.insert(jti.as_str(), *expires_at);
+                }
+                Revocation::Subject { sub, before, expires_at } => {
+                    subjects.insert(sub.as_str(), (*before, *expires_at));
+                }
+            }
+        }
+        self.entries()
+            .into_iter()
+            .filter(|e| e.expires_at() >= now)
+            .filter(|e| match e {
+                Revocation::Jti { jti, expires_at } => jtis.get(jti.as_str()).is_none_or(|exp| exp < expires_at),
+                Revocation::Subject { sub, before, expires_at } => {
+                    subjects.get(sub.as_str()).is_none_or(|(b, exp)| b < before || exp < expires_at)
+                }
+            })
+            .collect()
+    }
+
+    /// Remembers that this replica spent a refresh token (see `SPENT_MEMORY`).
+    pub fn remember_spent(&self, token_hash: &str, now: u64) {
+        self.spent.pin().insert(token_hash.to_owned(), now);
+    }
+
+    /// The refresh tokens spent here within `SPENT_MEMORY` of `now`; forgets older ones.
+    pub fn recently_spent(&self, now: u64) -> Vec<String> {
+        let spent = self.spent.pin();
+        spent.retain(|_, at| now.saturating_sub(*at) <= SPENT_MEMORY);
+        spent.keys().cloned().collect()
     }
 
     pub fn len(&self) -> usize {
@@ -125,12 +175,29 @@ pub async fn follow(store: Arc<dyn Store>, replica: Arc<Replica>, grace: u64, er
     tokio::spawn(run(store, replica, cursor, grace, errors));
 }
 
+/// Loads the store's entries into the copy (merging), then writes back
+/// what the copy knows and the store lacks. A failed write-back fails the
+/// load, so the caller loads again: the copy itself is already current.
 async fn load(store: &dyn Store, replica: &Replica) -> Result<Cursor, super::StoreError> {
-    let (entries, cursor) = store.snapshot(now()).await?;
+    let now = now();
+    let (entries, cursor) = store.snapshot(now).await?;
+    let lacking = replica.lacking(&entries, now);
     for e in &entries {
         replica.apply(e);
     }
     replica.confirm();
+    if !lacking.is_empty() {
+        tracing::warn!(
+            backend = store.backend(),
+            entries = lacking.len(),
+            "the store lacks revocations this replica knows (failover, restart or flush); writing them back"
+        );
+        store.restore(&lacking).await?;
+    }
+    let spent = replica.recently_spent(now);
+    if !spent.is_empty() {
+        store.restore_spent(&spent).await?;
+    }
     Ok(cursor)
 }
 
@@ -164,20 +231,17 @@ async fn run(store: Arc<dyn Store>, replica: Arc<Replica>, mut cursor: Option<Cu
             }
             Ok(Changes::Reload { data_lost }) => {
                 if data_lost {
-                    let known = replica.entries();
                     tracing::error!(
                         backend = store.backend(),
-                        entries = known.len(),
-                        "the store lost its revocations (restarted empty or flushed); writing back what this replica knows"
+                        "the store's data set changed (restarted empty or flushed); reloading and writing back"
                     );
-                    match store.restore(&known).await {
-                        Ok(()) => load(&*store, &replica).await.map(|c| cursor = Some(c)),
-                        Err(e) => Err(e),
-                    }
                 } else {
-                    tracing::warn!(backend = store.backend(), "cannot resume the change feed; reloading the denylist");
-                    load(&*store, &replica).await.map(|c| cursor = Some(c))
+                    tracing::warn!(
+                        backend = store.backend(),
+                        "cannot resume the change feed (another master, or entries trimmed); reloading"
+                    );
                 }
+                load(&*store, &replica).await.map(|c| cursor = Some(c))
             }
             Err(e) => Err(e),
         };

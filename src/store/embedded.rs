@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
     Attempts, Changes, Cursor, LoginAttempts, RefreshFamilies, Revocation, Revocations, Rotation, Store, StoreError,
-    User, Users,
+    User, Users, random_id,
 };
 
 /// How often the change feed looks for other processes' writes.
@@ -88,10 +88,6 @@ impl EmbeddedStore {
         .await
         .map_err(|_| StoreError::Corrupt("the store task panicked"))?
     }
-}
-
-pub(super) fn random_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
 }
 
 fn now_ms() -> i64 {
@@ -380,6 +376,18 @@ impl RefreshFamilies for EmbeddedStore {
         let sub = sub.to_owned();
         self.with(move |c| {
             c.execute("UPDATE refresh_families SET revoked = 1 WHERE sub = ?1", params![sub]).map(|_| ())
+        })
+        .await
+    }
+
+    async fn restore_spent(&self, token_hashes: &[String]) -> Result<(), StoreError> {
+        let hashes = token_hashes.to_vec();
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for hash in &hashes {
+                tx.execute("UPDATE refresh_tokens SET spent = 1 WHERE hash = ?1", params![hash])?;
+            }
+            tx.commit()
         })
         .await
     }

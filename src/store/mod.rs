@@ -31,6 +31,10 @@ pub enum StoreError {
     Corrupt(&'static str),
     #[error("store configuration: {0}")]
     Config(String),
+    #[error("the Redis node is a replica, not the master")]
+    ReadOnly,
+    #[error("the write reached {acked} of the {wanted} replicas it needs before the timeout")]
+    NotReplicated { acked: i64, wanted: u32 },
 }
 
 /// A user in the store (or the read-only users file).
@@ -108,8 +112,13 @@ pub trait Revocations: Send + Sync {
     async fn snapshot(&self, now: u64) -> Result<(Vec<Revocation>, Cursor), StoreError>;
     /// Changes after `cursor`, waiting up to `wait` for the first one.
     async fn changes(&self, cursor: &Cursor, wait: Duration) -> Result<Changes, StoreError>;
-    /// Writes back entries a replica still knows after the store lost its data.
+    /// Writes back entries a replica knows and the store lacks (after a
+    /// failover or a flush), into the feed too, so every replica gets them.
     async fn restore(&self, known: &[Revocation]) -> Result<(), StoreError>;
+    /// Whether the store took writes when last asked.
+    fn writable(&self) -> bool {
+        true
+    }
 }
 
 /// The outcome of presenting a refresh token.
@@ -134,6 +143,9 @@ pub trait RefreshFamilies: Send + Sync {
     async fn family_of(&self, token_hash: &str, now: u64) -> Result<Option<String>, StoreError>;
     async fn revoke_family(&self, family: &str) -> Result<(), StoreError>;
     async fn revoke_families_of(&self, sub: &str) -> Result<(), StoreError>;
+    /// Marks spent again the refresh tokens a replica spent, where the store
+    /// still knows them as unspent (a failover lost the rotation).
+    async fn restore_spent(&self, token_hashes: &[String]) -> Result<(), StoreError>;
 }
 
 /// Failed attempts in the current window.
@@ -161,8 +173,8 @@ pub trait Store: Users + Revocations + RefreshFamilies + LoginAttempts {
 pub async fn open(config: &config::Store) -> Result<Arc<dyn Store>, StoreError> {
     match config {
         config::Store::Embedded { path } => Ok(Arc::new(embedded::EmbeddedStore::open(path).await?)),
-        config::Store::Redis { url, key_prefix, timeout, .. } => {
-            Ok(Arc::new(redis::RedisStore::connect(url, key_prefix, *timeout).await?))
+        config::Store::Redis { url, key_prefix, timeout, ack_replicas, .. } => {
+            Ok(Arc::new(redis::RedisStore::connect(url, key_prefix, *timeout, *ack_replicas).await?))
         }
     }
 }
@@ -195,16 +207,22 @@ impl Stores {
         })
     }
 
-    /// Records a revocation and applies it to this replica at once.
+    /// Records a revocation. It applies to this replica at once, even when
+    /// the store refuses it (failing closed here costs nothing); the caller
+    /// acknowledges it only on `Ok`, once the store holds it durably.
     pub async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError> {
-        self.store.revoke(revocation).await?;
         self.denylist.apply(revocation);
-        Ok(())
+        self.store.revoke(revocation).await
     }
 
     /// Whether the denylist copy is confirmed current.
     pub fn is_current(&self) -> bool {
         self.denylist.is_current(self.max_staleness)
+    }
+
+    /// Whether the store can take writes now (for Redis: a master answers).
+    pub fn is_writable(&self) -> bool {
+        self.store.writable()
     }
 }
 
@@ -212,6 +230,11 @@ impl Stores {
 /// accept can outlive it.
 pub fn retention(config: &Config) -> Duration {
     config.tokens.access_ttl.max(config.tokens.refresh_ttl) + config.tokens.leeway
+}
+
+/// A random identifier: data-set epochs, refresh families.
+pub(crate) fn random_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 pub fn now() -> u64 {

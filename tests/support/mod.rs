@@ -4,6 +4,7 @@
 
 pub mod attack;
 pub mod client;
+pub mod fleet;
 pub mod gateway;
 pub mod h2raw;
 pub mod jwks;

@@ -10,15 +10,40 @@ pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// `--replicaof` at (first) start.
+    replica_of: Option<u16>,
 }
 
 impl RedisServer {
     /// Starts with append-only persistence, so a restart keeps the data.
     pub fn start() -> RedisServer {
+        RedisServer::start_replica_of(None)
+    }
+
+    /// Starts as a replica of the server on `master` (when given).
+    pub fn start_replica_of(master: Option<u16>) -> RedisServer {
         let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        let mut server = RedisServer { port, dir: tempfile::tempdir().expect("tempdir"), child: None };
+        let mut server =
+            RedisServer { port, dir: tempfile::tempdir().expect("tempdir"), child: None, replica_of: master };
         server.restart();
         server
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, ...) to the server process.
+    pub fn signal(&self, name: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
+        }
+    }
+
+    /// `role` from `INFO replication`: `master` or `slave` (`None`: not answering).
+    pub fn role(&self) -> Option<String> {
+        let info = self.cli(&["INFO", "replication"])?;
+        info.lines().find_map(|l| l.strip_prefix("role:")).map(|r| r.trim().to_owned())
     }
 
     pub fn url(&self) -> String {
@@ -31,10 +56,16 @@ impl RedisServer {
 
     /// Starts (again) on the same port, with whatever data the directory holds.
     pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
             .arg("--dir")
-            .arg(self.data_dir())
+            .arg(self.data_dir());
+        // Only at first start: a restarted server comes back as it was configured, as after a crash.
+        if let Some(master) = self.replica_of.take() {
+            command.args(["--replicaof", "127.0.0.1", &master.to_string()]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -81,7 +112,7 @@ impl Drop for RedisServer {
     }
 }
 
-/// A real Redis Sentinel (the same binary, `--sentinel`) watching one master.
+/// A real Redis Sentinel (Debian's `redis-sentinel`) watching one master.
 pub struct Sentinel {
     pub port: u16,
     _dir: tempfile::TempDir,
@@ -90,21 +121,26 @@ pub struct Sentinel {
 
 impl Sentinel {
     pub fn watch(master: &RedisServer, name: &str) -> Sentinel {
+        Sentinel::watch_with(master, name, 1, 1000)
+    }
+
+    /// With `quorum` Sentinels needed to agree, and `down_after_ms` of silence before a node counts as down.
+    pub fn watch_with(master: &RedisServer, name: &str, quorum: u32, down_after_ms: u32) -> Sentinel {
         let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         let dir = tempfile::tempdir().expect("tempdir");
         let conf = dir.path().join("sentinel.conf");
         let text = format!(
-            "port {port}\nbind 127.0.0.1\nsentinel monitor {name} 127.0.0.1 {} 1\nsentinel down-after-milliseconds {name} 1000\n",
+            "port {port}\nbind 127.0.0.1\nsentinel monitor {name} 127.0.0.1 {} {quorum}\n\
+             sentinel down-after-milliseconds {name} {down_after_ms}\nsentinel failover-timeout {name} 5000\n",
             master.port
         );
         std::fs::write(&conf, text).expect("write sentinel.conf");
-        let child = Command::new("redis-server")
+        let child = Command::new("redis-sentinel")
             .arg(&conf)
-            .arg("--sentinel")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start redis sentinel");
+            .expect("redis-sentinel must be installed (.ci/run installs it)");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let out = Command::new("redis-cli")
@@ -125,5 +161,58 @@ impl Drop for Sentinel {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A primary, two replicas and three Sentinels (quorum 2) watching them,
+/// with a short `down-after-milliseconds`: a real failover in a few seconds.
+pub struct SentinelCluster {
+    pub name: String,
+    /// The nodes in start order: the first is the primary at start.
+    pub nodes: Vec<RedisServer>,
+    pub sentinels: Vec<Sentinel>,
+}
+
+impl SentinelCluster {
+    pub fn start(name: &str) -> SentinelCluster {
+        let primary = RedisServer::start();
+        let replicas: Vec<RedisServer> = (0..2).map(|_| RedisServer::start_replica_of(Some(primary.port))).collect();
+        for replica in &replicas {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !replica.cli(&["INFO", "replication"]).is_some_and(|i| i.contains("master_link_status:up")) {
+                assert!(Instant::now() < deadline, "a replica did not sync");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let sentinels = (0..3).map(|_| Sentinel::watch_with(&primary, name, 2, 600)).collect();
+        let mut nodes = vec![primary];
+        nodes.extend(replicas);
+        SentinelCluster { name: name.to_owned(), nodes, sentinels }
+    }
+
+    /// `redis+sentinel://` naming every Sentinel.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self.sentinels.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
+        format!("redis+sentinel://{}/{}", hosts.join(","), self.name)
+    }
+
+    /// The port the Sentinels name as the master now (the first that answers).
+    pub fn master_port(&self) -> Option<u16> {
+        self.sentinels.iter().find_map(|s| {
+            let out = Command::new("redis-cli")
+                .args(["-h", "127.0.0.1", "-p", &s.port.to_string(), "SENTINEL", "get-master-addr-by-name", &self.name])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout).lines().nth(1)?.trim().parse().ok()
+        })
+    }
+
+    /// The node on `port`.
+    pub fn node(&self, port: u16) -> &RedisServer {
+        self.nodes.iter().find(|n| n.port == port).expect("a node of the cluster")
+    }
+
+    pub fn node_mut(&mut self, port: u16) -> &mut RedisServer {
+        self.nodes.iter_mut().find(|n| n.port == port).expect("a node of the cluster")
     }
 }
