@@ -55,32 +55,76 @@ pub async fn read_capped(
     Ok(collected.to_bytes())
 }
 
-/// The request body toward an upstream, cut off once more than `limit` bytes
-/// have passed (0 = no limit), without buffering. The flag tells whether
-/// it was cut, so the failed exchange is answered 413, not 502.
-pub fn capped<B>(body: B, limit: u64) -> (Body, std::sync::Arc<std::sync::atomic::AtomicBool>)
+/// Why a request body toward an upstream stopped early; read after a failed
+/// exchange, so the client's fault is answered as the client's (413, 400,
+/// 408), not as the upstream's (502).
+#[derive(Debug, Default)]
+pub struct BodyFault(std::sync::atomic::AtomicU8);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// More than the route's `max_body_bytes`.
+    TooLarge,
+    /// The client's framing was broken (a malformed chunk, a short body).
+    Malformed,
+    /// Not all there within the route's `body_timeout`.
+    Slow,
+}
+
+impl BodyFault {
+    fn set(&self, fault: Fault) {
+        let code = match fault {
+            Fault::TooLarge => 1,
+            Fault::Malformed => 2,
+            Fault::Slow => 3,
+        };
+        self.0.store(code, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn get(&self) -> Option<Fault> {
+        match self.0.load(std::sync::atomic::Ordering::Acquire) {
+            1 => Some(Fault::TooLarge),
+            2 => Some(Fault::Malformed),
+            3 => Some(Fault::Slow),
+            _ => None,
+        }
+    }
+}
+
+/// The request body toward an upstream, streamed without buffering: cut off
+/// once more than `limit` bytes have passed (0 = no limit) or when it is not
+/// all there after `timeout` (zero = no bound). `BodyFault` says why it stopped.
+pub fn guarded<B>(body: B, limit: u64, timeout: std::time::Duration) -> (Body, std::sync::Arc<BodyFault>)
 where
     B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    let tripped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    if limit == 0 {
-        return (stream(body), tripped);
+    let fault = std::sync::Arc::new(BodyFault::default());
+    // Most requests have no body: nothing to guard, no timer to set.
+    if hyper::body::Body::is_end_stream(&body) {
+        return (stream(body), fault);
     }
-    (Capped { inner: body, left: limit, tripped: tripped.clone() }.boxed_unsync(), tripped)
+    let deadline = (!timeout.is_zero()).then(|| Box::pin(tokio::time::sleep(timeout)));
+    let left = if limit == 0 { u64::MAX } else { limit };
+    (Guarded { inner: body, left, deadline, fault: fault.clone() }.boxed_unsync(), fault)
 }
 
-struct Capped<B> {
+struct Guarded<B> {
     inner: B,
     left: u64,
-    tripped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    fault: std::sync::Arc<BodyFault>,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("the request body exceeds the route's max_body_bytes")]
 pub struct TooLarge;
 
-impl<B> hyper::body::Body for Capped<B>
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within the route's body_timeout")]
+pub struct TooSlow;
+
+impl<B> hyper::body::Body for Guarded<B>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
@@ -98,14 +142,24 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 let len = frame.data_ref().map_or(0, |d| d.len() as u64);
                 if len > self.left {
-                    self.tripped.store(true, std::sync::atomic::Ordering::Release);
+                    self.fault.set(Fault::TooLarge);
                     return Poll::Ready(Some(Err(Box::new(TooLarge))));
                 }
                 self.left -= len;
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            other => other.map(|o| o.map(|r| r.map_err(Into::into))),
+            Poll::Ready(Some(Err(e))) => {
+                self.fault.set(Fault::Malformed);
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match self.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => {
+                    self.fault.set(Fault::Slow);
+                    Poll::Ready(Some(Err(Box::new(TooSlow))))
+                }
+                _ => Poll::Pending,
+            },
         }
     }
 

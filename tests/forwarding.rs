@@ -110,3 +110,47 @@ async fn a_client_that_trickles_its_head_is_closed_at_the_header_read_timeout() 
     assert_eq!(get(&gw.url("/x"), &[]).await.status, 200, "other clients are still served");
     assert_eq!(up.count(), 1);
 }
+
+/// Regression: a malformed chunked body from the client was answered 502
+/// `upstream_unavailable`; it is the client's fault: 400. A body trickled
+/// to a proxied route is cut at the route's `body_timeout`: 408.
+#[tokio::test]
+async fn a_broken_or_trickled_request_body_is_the_clients_fault() {
+    use tokio::io::AsyncWriteExt;
+    let up = Upstream::start().await;
+    let rest = format!(
+        "[[route]]\npath = \"/slowbody\"\nupstream = \"{u}\"\nauth = \"none\"\nbody_timeout = \"300ms\"\n\
+         [[route]]\npath = \"/\"\nupstream = \"{u}\"\nauth = \"none\"\n",
+        u = up.url()
+    );
+    let gw = TestGateway::start(&rest).await;
+    let chunked = "POST /x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\nbroken\r\n0\r\n\r\n";
+    let (status, text) = raw(gw.http, chunked.as_bytes()).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("bad_request"), "{text}");
+
+    let mut tcp = tokio::net::TcpStream::connect(gw.http).await.expect("connect");
+    let started = std::time::Instant::now();
+    tcp.write_all(b"POST /slowbody HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nabc")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = tcp.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if String::from_utf8_lossy(&buf).contains("\r\n\r\n") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to a trickled body within 3 s");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(started.elapsed() < std::time::Duration::from_millis(1500), "upstream_timeout is 1 s; body_timeout 300 ms");
+}

@@ -210,3 +210,29 @@ async fn h01_to_h06_spoofed_headers_with_the_invariants() {
         }
     }
 }
+
+/// Regression: `Connection: X-Request-Id` removed the gateway's request id
+/// from the upstream request. What the gateway adds comes after hop-by-hop removal.
+#[tokio::test]
+async fn connection_cannot_remove_the_request_id() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&routes(&up)).await;
+    for (sent, connection) in [("X-Request-Id: trace-1\r\n", "X-Request-Id"), ("", "x-request-id, keep-alive")] {
+        let request = format!(
+            "GET /public/x HTTP/1.1\r\nHost: localhost\r\n{sent}Connection: {connection}\r\nConnection: close\r\n\r\n"
+        );
+        let (status, text) = raw(gw.http, request.as_bytes()).await;
+        assert_eq!(status, 200, "{connection}");
+        let seen = up.last();
+        let id = seen.headers.get("x-request-id").map(|v| v.to_str().unwrap_or("?").to_owned());
+        let answered = text
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("x-request-id: ").map(str::to_owned))
+            .map(|v| v.trim().to_owned());
+        assert!(id.is_some(), "{connection}: the upstream got no request id");
+        assert_eq!(id, answered, "{connection}: the upstream and the client got different ids");
+        if !sent.is_empty() {
+            assert_eq!(id.as_deref(), Some("trace-1"), "a sane client id is kept");
+        }
+    }
+}

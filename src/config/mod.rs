@@ -85,6 +85,19 @@ pub struct Server {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub tls: Option<Tls>,
     pub limits: Limits,
+    pub underscore_headers: UnderscoreHeaders,
+}
+
+/// `[server] underscore_headers`: what becomes of client header names with
+/// `_`, which CGI/WSGI servers read as `-` (docs/configuration.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnderscoreHeaders {
+    /// Removed before anything reads them (nginx's default).
+    Drop,
+    /// The request is refused: 400 `bad_request`.
+    Reject,
+    /// Kept; names the gateway strips or sets are still matched folded.
+    Allow,
 }
 
 impl Server {
@@ -327,6 +340,9 @@ pub struct Route {
     pub strip_prefix: bool,
     /// Request bodies above this get 413 (0 = no limit); from `[server.limits]` unless set.
     pub max_body_bytes: u64,
+    /// The whole request body must reach the gateway within this (408), from
+    /// `[server.limits] request_body_timeout` unless set; zero: no bound.
+    pub body_timeout: Duration,
     pub cors: Option<Cors>,
     pub location: Location,
 }

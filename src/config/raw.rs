@@ -36,6 +36,7 @@ pub struct RawServer {
     pub trusted_proxies: Option<Vec<S<String>>>,
     pub tls: Option<S<RawTls>>,
     pub limits: Option<RawLimits>,
+    pub underscore_headers: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +166,7 @@ pub struct RawRoute {
     pub scopes: Option<Vec<S<String>>>,
     pub strip_prefix: Option<bool>,
     pub max_body_bytes: Option<S<u64>>,
+    pub body_timeout: Option<S<String>>,
     pub cors: Option<S<RawCors>>,
 }
 

@@ -130,7 +130,7 @@ pub(super) fn validate(raw: RawConfig, map: &SourceMap, diagnostics: &mut Vec<Di
     let store = store(&mut c, raw.store.as_ref());
     let login = login(&mut c, raw.login.as_ref(), &tokens);
     let headers = headers(&mut c, raw.headers.as_ref());
-    let routes = routes(&mut c, &raw.routes, &tokens, server.limits.max_body_bytes);
+    let routes = routes(&mut c, &raw.routes, &tokens, &server.limits);
 
     if server.http.is_none() && server.https.is_none() {
         let span = raw.server.as_ref().map_or(0..0, |s| s.span());
@@ -188,7 +188,17 @@ fn server(c: &mut Checker<'_>, raw: Option<&super::raw::RawServer>) -> Server {
         };
         Some(Tls { cert_file, key_file, self_signed, location })
     });
-    Server { http, https, admin, workers, trusted_proxies, tls, limits: limits(c, raw.limits.as_ref()) }
+    let underscore_headers = match raw.underscore_headers.as_ref().map(|u| (u.get_ref().as_str(), u.span())) {
+        None | Some(("drop", _)) => UnderscoreHeaders::Drop,
+        Some(("reject", _)) => UnderscoreHeaders::Reject,
+        Some(("allow", _)) => UnderscoreHeaders::Allow,
+        Some((other, span)) => {
+            c.error(span, format!("unknown `underscore_headers` `{other}`, expected drop, reject or allow"));
+            UnderscoreHeaders::Drop
+        }
+    };
+    let limits = limits(c, raw.limits.as_ref());
+    Server { http, https, admin, workers, trusted_proxies, tls, limits, underscore_headers }
 }
 
 fn limits(c: &mut Checker<'_>, raw: Option<&RawLimits>) -> Limits {
@@ -648,11 +658,11 @@ fn headers(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawHeaders>>) -> Head
 /// Path, host and methods: two routes with the same key would be ambiguous.
 type RouteKey = (String, Option<String>, Option<BTreeSet<String>>);
 
-fn routes(c: &mut Checker<'_>, raw: &[S<RawRoute>], tokens: &Tokens, default_body: u64) -> Vec<Route> {
+fn routes(c: &mut Checker<'_>, raw: &[S<RawRoute>], tokens: &Tokens, limits: &Limits) -> Vec<Route> {
     let mut out: Vec<Route> = Vec::new();
     let mut seen: Vec<RouteKey> = Vec::new();
     for r in raw {
-        let Some(route) = route(c, r, tokens, default_body) else {
+        let Some(route) = route(c, r, tokens, limits) else {
             continue;
         };
         let methods: Option<BTreeSet<String>> =
@@ -678,7 +688,7 @@ fn routes(c: &mut Checker<'_>, raw: &[S<RawRoute>], tokens: &Tokens, default_bod
     out
 }
 
-fn route(c: &mut Checker<'_>, r: &S<RawRoute>, tokens: &Tokens, default_body: u64) -> Option<Route> {
+fn route(c: &mut Checker<'_>, r: &S<RawRoute>, tokens: &Tokens, limits: &Limits) -> Option<Route> {
     let location = c.location(r);
     let raw = r.get_ref();
     let (Some(path_s), Some(upstream_s)) = (&raw.path, &raw.upstream) else {
@@ -776,7 +786,8 @@ fn route(c: &mut Checker<'_>, r: &S<RawRoute>, tokens: &Tokens, default_body: u6
         roles,
         scopes,
         strip_prefix: raw.strip_prefix.unwrap_or(false),
-        max_body_bytes: raw.max_body_bytes.as_ref().map_or(default_body, |v| *v.get_ref()),
+        max_body_bytes: raw.max_body_bytes.as_ref().map_or(limits.max_body_bytes, |v| *v.get_ref()),
+        body_timeout: c.duration(&raw.body_timeout, limits.request_body_timeout),
         cors,
         location,
     })

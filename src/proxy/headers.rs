@@ -7,6 +7,13 @@
 //! identity headers, then credentials and routing hints the upstream must
 //! not trust; only then are `X-Forwarded-*` and the identity set from what
 //! the gateway itself verified (CVE-2024-45410, CVE-2022-31813).
+//!
+//! Names are compared the way the far side reads them: CGI and WSGI servers
+//! (wsgiref, gunicorn before 22, gunicorn with `--header-map dangerous`)
+//! turn `X_Auth_User` into `HTTP_X_AUTH_USER`, the same key as
+//! `X-Auth-User`, so every name here is matched with `_` folded to `-`
+//! (`same_name`). Every other underscore name meets `[server]
+//! underscore_headers` first (`apply_underscore_policy`).
 
 use std::net::IpAddr;
 
@@ -15,7 +22,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use crate::auth::{Identity, TokenError, claim_path};
-use crate::config::Headers;
+use crate::config::{Headers, UnderscoreHeaders};
 
 /// RFC 9110 §7.6.1 connection-specific fields, plus the legacy ones RFC 7230 named.
 static HOP_BY_HOP: [HeaderName; 9] = [
@@ -79,49 +86,84 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
+/// Whether two header names are one to a CGI/WSGI server: equal once case
+/// is folded and `_` read as `-`.
+pub fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+}
+
+fn fold(b: u8) -> u8 {
+    if b == b'_' { b'-' } else { b.to_ascii_lowercase() }
+}
+
+/// Whether `name` starts with `prefix`, read as `same_name` reads names.
+fn has_prefix(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len() && same_name(&name[..prefix.len()], prefix)
+}
+
+/// Applies the underscore policy to a request's headers; `Err` to refuse it.
+pub fn apply_underscore_policy(headers: &mut HeaderMap, policy: UnderscoreHeaders) -> Result<(), &'static str> {
+    if policy == UnderscoreHeaders::Allow || !headers.keys().any(|n| n.as_str().contains('_')) {
+        return Ok(());
+    }
+    if policy == UnderscoreHeaders::Reject {
+        return Err("a header name with an underscore");
+    }
+    let underscored: Vec<HeaderName> = headers.keys().filter(|n| n.as_str().contains('_')).cloned().collect();
+    for name in underscored {
+        headers.remove(name);
+    }
+    Ok(())
+}
+
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+    let named: Vec<String> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .filter(|name| name != header::HOST && name != header::CONTENT_LENGTH)
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty() && !same_name(name, "host") && !same_name(name, "content-length"))
         .collect();
-    for name in &named {
-        headers.remove(name);
+    if !named.is_empty() {
+        remove_where(headers, |name| named.iter().any(|n| same_name(name, n)));
     }
     remove_listed(headers, &HOP_BY_HOP);
 }
 
-/// Removes the `listed` headers the request has. One pass over its (few)
-/// names instead of one hashed lookup per listed name: most requests carry
-/// none of them, and a name whose length no listed name has is passed over
-/// without comparing it to each.
-fn remove_listed(headers: &mut HeaderMap, listed: &[HeaderName]) {
-    let length_bit = |name: &HeaderName| 1u64 << name.as_str().len().min(63);
-    let lengths = listed.iter().fold(0, |mask, name| mask | length_bit(name));
-    let present: Vec<HeaderName> =
-        headers.keys().filter(|name| lengths & length_bit(name) != 0 && listed.contains(name)).cloned().collect();
-    for name in present {
+/// Removes `name` in any `_`/`-` spelling: before the gateway sets it.
+pub fn remove_any_spelling(headers: &mut HeaderMap, name: &HeaderName) {
+    headers.remove(name);
+    remove_where(headers, |n| n.contains('_') && same_name(n, name.as_str()));
+}
+
+fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
+    let found: Vec<HeaderName> = headers.keys().filter(|name| doomed(name.as_str())).cloned().collect();
+    for name in found {
         headers.remove(name);
     }
 }
 
-/// Removes every client header with the identity prefix, and the configured identity headers.
+/// Removes the `listed` headers the request has, in any `_`/`-` spelling.
+/// One pass over its (few) names instead of one hashed lookup per listed
+/// name: most requests carry none of them, and a name whose length no
+/// listed name has is passed over without comparing it to each.
+fn remove_listed(headers: &mut HeaderMap, listed: &[HeaderName]) {
+    let length_bit = |name: &str| 1u64 << name.len().min(63);
+    let lengths = listed.iter().fold(0, |mask, name| mask | length_bit(name.as_str()));
+    remove_where(headers, |name| lengths & length_bit(name) != 0 && listed.iter().any(|l| same_name(l.as_str(), name)));
+}
+
+/// Removes every client header with the identity prefix, and the configured
+/// identity headers, in any `_`/`-` spelling.
 pub fn strip_identity(headers: &mut HeaderMap, config: &Headers) {
-    if !config.strip_prefix.is_empty() {
-        let spoofed: Vec<HeaderName> =
-            headers.keys().filter(|name| name.as_str().starts_with(&config.strip_prefix)).cloned().collect();
-        for name in spoofed {
-            headers.remove(name);
-        }
-    }
-    headers.remove(&config.user);
-    headers.remove(&config.roles);
-    for (_, name) in &config.claims {
-        headers.remove(name);
-    }
+    let prefix = config.strip_prefix.as_str();
+    remove_where(headers, |name| {
+        (!prefix.is_empty() && has_prefix(name, prefix))
+            || same_name(name, config.user.as_str())
+            || same_name(name, config.roles.as_str())
+            || config.claims.iter().any(|(_, n)| same_name(name, n.as_str()))
+    });
 }
 
 /// Removes routing hints an untrusted client could use to steer the upstream.
@@ -141,6 +183,8 @@ pub fn set_forwarded(
     let xff = HeaderName::from_static("x-forwarded-for");
     let xfp = HeaderName::from_static("x-forwarded-proto");
     let xfh = HeaderName::from_static("x-forwarded-host");
+    // Only the one spelling counts, from anyone: another would reach a WSGI app as a second value.
+    remove_where(headers, |name| name.contains('_') && [&xff, &xfp, &xfh].iter().any(|h| same_name(h.as_str(), name)));
     let peer_text = ip_text(peer);
     let chain = if peer_is_trusted {
         let previous: Vec<&str> = headers.get_all(&xff).iter().filter_map(|v| v.to_str().ok()).collect();
@@ -294,6 +338,44 @@ mod tests {
             scopes: vec![],
             claims: claims.as_object().unwrap().clone(),
         }
+    }
+
+    #[test]
+    fn names_are_matched_the_way_wsgi_reads_them() {
+        let c = config("");
+        let mut h = map(&[
+            ("x_auth_user", "admin"),
+            ("x-auth_roles", "admin"),
+            ("x_forwarded_for", "6.6.6.6"),
+            ("x_original_url", "/admin"),
+            ("transfer_encoding", "chunked"),
+            ("x_custom", "kept under allow"),
+            ("accept", "*/*"),
+        ]);
+        strip_identity(&mut h, &c);
+        strip_routing_hints(&mut h);
+        remove_hop_by_hop(&mut h);
+        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), false, "http", Some("example.com"));
+        assert_eq!(
+            names(&h),
+            ["accept", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x_custom"],
+            "{h:?}"
+        );
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+        assert!(same_name("X_Auth_User", "x-auth-user") && !same_name("x-auth-users", "x-auth-user"));
+    }
+
+    #[test]
+    fn underscore_policy() {
+        let with = || map(&[("x_custom", "1"), ("accept", "*/*")]);
+        let mut h = with();
+        apply_underscore_policy(&mut h, UnderscoreHeaders::Drop).unwrap();
+        assert_eq!(names(&h), ["accept"]);
+        assert!(apply_underscore_policy(&mut with(), UnderscoreHeaders::Reject).is_err());
+        let mut h = with();
+        apply_underscore_policy(&mut h, UnderscoreHeaders::Allow).unwrap();
+        assert_eq!(names(&h), ["accept", "x_custom"]);
+        assert!(apply_underscore_policy(&mut map(&[("accept", "*/*")]), UnderscoreHeaders::Reject).is_ok());
     }
 
     #[test]

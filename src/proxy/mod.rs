@@ -40,7 +40,8 @@ struct Notes {
 /// Writes one access line (target `access`) and the request metrics.
 pub async fn handle(mut request: Request<Incoming>, downstream: Downstream, state: &State) -> Response<Body> {
     let started = Instant::now();
-    let request_id = request_id(request.headers_mut());
+    let request_id = request_id(request.headers());
+    request.extensions_mut().insert(RequestId(request_id.clone()));
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let mut notes = Notes { route: "-".to_owned(), sub: None };
@@ -83,20 +84,23 @@ pub async fn handle(mut request: Request<Incoming>, downstream: Downstream, stat
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The request's id as the gateway chose it, set on the upstream request
+/// after hop-by-hop removal (a client's `Connection: X-Request-Id` cannot take it away).
+#[derive(Clone)]
+struct RequestId(HeaderValue);
+
 /// Keeps a sane client `X-Request-Id` (so a trace spans systems), else makes
 /// one; either way it goes upstream and back to the client.
-fn request_id(headers: &mut http::HeaderMap) -> HeaderValue {
+fn request_id(headers: &http::HeaderMap) -> HeaderValue {
     let sane = |v: &HeaderValue| {
         (1..=128).contains(&v.len())
             && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
     };
     let mut sent = headers.get_all(REQUEST_ID).iter();
-    let id = match (sent.next(), sent.next()) {
+    match (sent.next(), sent.next()) {
         (Some(v), None) if sane(v) => v.clone(),
         _ => new_request_id(),
-    };
-    headers.insert(REQUEST_ID, id.clone());
-    id
+    }
 }
 
 /// `{prefix}-{n:x}` (a prefix of at most 12 bytes), written by hand:
@@ -133,15 +137,23 @@ async fn serve(
     state: &State,
     notes: &mut Notes,
 ) -> Result<Response<Body>, GatewayError> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let limits = &state.config.server.limits;
     if parts.headers.len() > limits.max_headers || headers::head_size(&parts.headers) > limits.max_header_bytes {
         return Err(GatewayError::HeadersTooLarge);
     }
     headers::check_framing(&parts.headers).map_err(GatewayError::Framing)?;
+    headers::apply_underscore_policy(&mut parts.headers, state.config.server.underscore_headers)
+        .map_err(GatewayError::BadRequest)?;
     // TRACE would reflect the injected identity (and any cookie) back to the client.
     if parts.method == http::Method::TRACE {
         return Err(GatewayError::MethodNotAllowed(parts.method));
+    }
+    // Methods are case-sensitive (RFC 9110 §9.1) and rules match them exactly,
+    // but some backends upper-case what they get: `delete` would dodge a
+    // DELETE rule and still delete. A known method in another case is refused.
+    if miscased_method(&parts.method) {
+        return Err(GatewayError::BadRequest("a method in the wrong case"));
     }
     // Normalized once: endpoints and routes decide on the same string.
     let path = crate::router::path::normalize(parts.uri.path()).map_err(crate::router::RouteError::from)?;
@@ -215,11 +227,17 @@ async fn forward(
     if limit > 0 && headers::content_length(&parts.headers).is_some_and(|n| n > limit) {
         return Err(GatewayError::PayloadTooLarge);
     }
-    let (body, too_large) = body::capped(body, limit);
+    let (body, fault) = body::guarded(body, limit, target.route.body_timeout);
     let asked = Instant::now();
     let sent = state.upstream.send(Request::from_parts(parts, body)).await;
-    if sent.is_err() && too_large.load(std::sync::atomic::Ordering::Acquire) {
-        return Err(GatewayError::PayloadTooLarge);
+    // A failed exchange whose request body stopped early failed on the client's side.
+    if sent.is_err() {
+        match fault.get() {
+            Some(body::Fault::TooLarge) => return Err(GatewayError::PayloadTooLarge),
+            Some(body::Fault::Malformed) => return Err(GatewayError::BadRequest("the request body is malformed")),
+            Some(body::Fault::Slow) => return Err(GatewayError::BodyTimeout),
+            None => {}
+        }
     }
     let mut response = sent?;
     state.metrics.upstream_duration.observe(asked.elapsed().as_secs_f64());
@@ -251,6 +269,11 @@ fn prepare_headers(
     let config = &state.config.headers;
     let headers = &mut parts.headers;
     headers::remove_hop_by_hop(headers);
+    // Everything the gateway sets comes after hop-by-hop removal.
+    headers::remove_any_spelling(headers, &REQUEST_ID);
+    if let Some(RequestId(id)) = parts.extensions.get::<RequestId>() {
+        headers.insert(REQUEST_ID, id.clone());
+    }
     headers::strip_identity(headers, config);
     if !config.forward_token {
         headers.remove(header::AUTHORIZATION);
@@ -270,9 +293,26 @@ fn prepare_headers(
     Ok(())
 }
 
+/// Whether `method` is a standard method (RFC 9110 §9, RFC 5789) spelled in another case.
+fn miscased_method(method: &http::Method) -> bool {
+    const KNOWN: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+    let text = method.as_str();
+    KNOWN.iter().any(|known| known.eq_ignore_ascii_case(text) && *known != text)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::id_text;
+    use super::{id_text, miscased_method};
+
+    #[test]
+    fn methods_in_the_wrong_case_are_known() {
+        for m in ["delete", "Delete", "dELETE", "get", "Patch"] {
+            assert!(miscased_method(&http::Method::from_bytes(m.as_bytes()).unwrap()), "{m}");
+        }
+        for m in ["DELETE", "GET", "PURGE", "purge", "PROPFIND"] {
+            assert!(!miscased_method(&http::Method::from_bytes(m.as_bytes()).unwrap()), "{m}");
+        }
+    }
 
     #[test]
     fn request_ids_read_as_formatted() {

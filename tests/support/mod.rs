@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod h2raw;
 pub mod jwks;
 pub mod process;
+pub mod python;
 pub mod redis;
 pub mod tokens;
 pub mod upstream;
