@@ -52,6 +52,7 @@ private_key_file = "main.pem"
 enabled = true
 registration = true
 default_roles = ["user"]
+refresh_reuse_grace = "{{GRACE}}"
 [[route]]
 path = "/api"
 upstream = "builtin:echo"
@@ -94,7 +95,7 @@ async fn whole_flow(a: &GatewayProcess, b: &GatewayProcess) {
     assert_ne!(refresh2, refresh1, "rotated");
     assert_eq!(get_bearer(&b.url("/api/x"), &access2).await.status, 200);
 
-    // The spent refresh token again: the whole family is revoked.
+    // The spent refresh token again (refresh_reuse_grace = 0s here): the whole session ends.
     let reused = post(&b.url("/auth/refresh"), json!({"refresh_token": refresh1}), &[]).await;
     assert_eq!((reused.status, reused.code().as_str()), (401, "refresh_reused"));
     let after = post(&a.url("/auth/refresh"), json!({"refresh_token": refresh2}), &[]).await;
@@ -103,7 +104,21 @@ async fn whole_flow(a: &GatewayProcess, b: &GatewayProcess) {
         (401, "invalid_refresh_token"),
         "the family's current token died with it"
     );
+    // So did the access token the winning refresh minted, on every replica within a second.
+    for gateway in [a, b] {
+        let refused = support::eventually(Duration::from_secs(1), || async {
+            let r = get_bearer(&gateway.url("/api/x"), &access2).await;
+            (r.status == 401).then(|| r.code())
+        })
+        .await;
+        assert_eq!(refused.as_deref(), Some("token_revoked"), "the session's access token survived its reuse");
+    }
 
+    let login =
+        post(&b.url("/auth/login"), json!({"username": "alice", "password": "correct horse battery"}), &[]).await;
+    assert_eq!(login.status, 200, "{:?}", login.body);
+    let access2 = login.json()["access_token"].as_str().expect("access").to_owned();
+    assert_eq!(get_bearer(&a.url("/api/x"), &access2).await.status, 200, "a new session is unaffected");
     let out = post_bearer(&a.url("/auth/logout"), &access2, json!({})).await;
     assert_eq!(out.status, 204, "{:?}", out.body);
     // The old access token, on every replica, within a second.
@@ -120,7 +135,8 @@ async fn whole_flow(a: &GatewayProcess, b: &GatewayProcess) {
 async fn the_whole_flow_with_the_embedded_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     assert!(cli(dir.path(), &["keygen", "--alg", "ES256", "--out", "main.pem"], None).0);
-    let gateway = GatewayProcess::start(dir.path(), "g.toml", &config("backend = \"embedded\"")).await;
+    let text = config("backend = \"embedded\"").replace("{GRACE}", "0s");
+    let gateway = GatewayProcess::start(dir.path(), "g.toml", &text).await;
     whole_flow(&gateway, &gateway).await;
 }
 
@@ -130,8 +146,9 @@ async fn the_whole_flow_across_two_replicas_sharing_redis() {
     let dir = tempfile::tempdir().expect("tempdir");
     assert!(cli(dir.path(), &["keygen", "--alg", "ES256", "--out", "main.pem"], None).0);
     let store = format!("backend = \"redis\"\nurl = \"{}\"", redis.url());
-    let one = GatewayProcess::start(dir.path(), "one.toml", &config(&store)).await;
-    let two = GatewayProcess::start(dir.path(), "two.toml", &config(&store)).await;
+    let text = config(&store).replace("{GRACE}", "0s");
+    let one = GatewayProcess::start(dir.path(), "one.toml", &text).await;
+    let two = GatewayProcess::start(dir.path(), "two.toml", &text).await;
     whole_flow(&one, &two).await;
 }
 
@@ -450,11 +467,12 @@ async fn login_pair(gw: &TestGateway) -> (String, String) {
     (v["access_token"].as_str().expect("access").to_owned(), v["refresh_token"].as_str().expect("refresh").to_owned())
 }
 
-/// L06 over HTTP: two concurrent refreshes with one token, exactly one wins;
-/// J23: a refresh token is no access token, and an access token no refresh token.
+/// L06 over HTTP: two concurrent refreshes with one token and no grace,
+/// exactly one wins; J23: a refresh token is no access token, and an access
+/// token no refresh token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l06_j23_one_refresh_wins_and_token_types_never_cross() {
-    let gw = with_alice("max_attempts = 1000").await;
+    let gw = with_alice("max_attempts = 1000\nrefresh_reuse_grace = \"0s\"").await;
     let (_, first) = login_pair(&gw).await;
     let url = gw.url("/auth/refresh");
     let (a, b) = tokio::join!(

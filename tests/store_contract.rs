@@ -59,6 +59,7 @@ contract!(
     feed_waits_then_confirms,
     refresh_rotation_and_reuse,
     concurrent_rotation_has_one_winner,
+    two_tabs_within_the_grace_keep_the_session,
     login_attempts_window
 );
 
@@ -89,11 +90,12 @@ async fn revocations_snapshot_and_feed(store: &dyn Store) {
     let live = Revocation::Jti { jti: "live".into(), expires_at: now + 600 };
     let expired = Revocation::Jti { jti: "old".into(), expires_at: now - 10 };
     let subject = Revocation::Subject { sub: "bob".into(), before: now, expires_at: now + 600 };
-    for r in [&live, &expired, &subject] {
+    let session = Revocation::Session { sid: "s1".into(), expires_at: now + 600 };
+    for r in [&live, &expired, &subject, &session] {
         store.revoke(r).await.expect("revoke");
     }
     let (entries, cursor) = store.snapshot(now).await.expect("snapshot");
-    assert!(entries.contains(&live) && entries.contains(&subject), "{entries:?}");
+    assert!(entries.contains(&live) && entries.contains(&subject) && entries.contains(&session), "{entries:?}");
     assert!(!entries.contains(&expired), "expired entries are not loaded");
 
     // A later revocation arrives through the feed, after the cursor.
@@ -103,6 +105,12 @@ async fn revocations_snapshot_and_feed(store: &dyn Store) {
         panic!("the cursor should resume");
     };
     assert_eq!(changes, vec![later], "exactly the new entry");
+    let ended = Revocation::Session { sid: "s2".into(), expires_at: now + 600 };
+    store.revoke(&ended).await.expect("revoke a session");
+    let Changes::Entries(changes, next) = store.changes(&next, Duration::from_secs(2)).await.expect("changes") else {
+        panic!("resume");
+    };
+    assert_eq!(changes, vec![ended], "sessions are fed like the rest");
     // A cut-off that is older never lowers the newer one, and is still fed.
     let older = Revocation::Subject { sub: "bob".into(), before: now - 100, expires_at: now + 600 };
     store.revoke(&older).await.expect("revoke");
@@ -131,32 +139,55 @@ async fn refresh_rotation_and_reuse(store: &dyn Store) {
     let (exp, now) = (now() + 600, now());
     store.start_family("f1", "alice", "h1", exp).await.expect("start");
     assert_eq!(store.family_of("h1", now).await.expect("family"), Some("f1".into()));
-    let rotated = store.rotate("h1", "h2", exp, now).await.expect("rotate");
-    assert_eq!(rotated, Rotation::Rotated { family: "f1".into(), sub: "alice".into() });
+    let rotated = store.rotate("h1", "h2", exp, now, 0).await.expect("rotate");
+    assert_eq!(rotated, Rotation::Rotated { family: "f1".into(), sub: "alice".into(), replayed: false });
     // Presenting the spent token again revokes the whole family.
-    let reused = store.rotate("h1", "h3", exp, now).await.expect("rotate");
+    let reused = store.rotate("h1", "h3", exp, now, 0).await.expect("rotate");
     assert_eq!(reused, Rotation::Reused { family: "f1".into(), sub: "alice".into() });
-    assert_eq!(store.rotate("h2", "h4", exp, now).await.expect("rotate"), Rotation::Invalid, "the family is revoked");
+    assert_eq!(
+        store.rotate("h2", "h4", exp, now, 0).await.expect("rotate"),
+        Rotation::Invalid,
+        "the family is revoked"
+    );
     assert_eq!(store.family_of("h2", now).await.expect("family"), None);
-    assert_eq!(store.rotate("unknown", "h5", exp, now).await.expect("rotate"), Rotation::Invalid);
+    assert_eq!(store.rotate("unknown", "h5", exp, now, 0).await.expect("rotate"), Rotation::Invalid);
 
     store.start_family("f2", "bob", "b1", exp).await.expect("start");
     store.start_family("f3", "bob", "c1", exp).await.expect("start");
     store.revoke_families_of("bob").await.expect("revoke bob's families");
-    assert_eq!(store.rotate("b1", "b2", exp, now).await.expect("rotate"), Rotation::Invalid);
-    assert_eq!(store.rotate("c1", "c2", exp, now).await.expect("rotate"), Rotation::Invalid);
+    assert_eq!(store.rotate("b1", "b2", exp, now, 0).await.expect("rotate"), Rotation::Invalid);
+    assert_eq!(store.rotate("c1", "c2", exp, now, 0).await.expect("rotate"), Rotation::Invalid);
     store.start_family("f4", "carol", "d1", exp).await.expect("start");
     store.revoke_family("f4").await.expect("revoke family");
-    assert_eq!(store.rotate("d1", "d2", exp, now).await.expect("rotate"), Rotation::Invalid);
+    assert_eq!(store.rotate("d1", "d2", exp, now, 0).await.expect("rotate"), Rotation::Invalid);
 }
 
 async fn concurrent_rotation_has_one_winner(store: &dyn Store) {
     let (exp, now) = (now() + 600, now());
     store.start_family("race", "alice", "r0", exp).await.expect("start");
-    let attempts = (0..8).map(|i| store.rotate("r0", Box::leak(format!("r1-{i}").into_boxed_str()), exp, now));
+    let attempts = (0..8).map(|i| store.rotate("r0", Box::leak(format!("r1-{i}").into_boxed_str()), exp, now, 0));
     let outcomes = futures_util::future::join_all(attempts).await;
     let winners = outcomes.iter().filter(|o| matches!(o, Ok(Rotation::Rotated { .. }))).count();
     assert_eq!(winners, 1, "{outcomes:?}");
+}
+
+/// `refresh_reuse_grace`: of eight concurrent presentations of one token
+/// within the grace, one spends it and seven rotate again; every new token
+/// is valid; the same token after the grace is reuse and ends the family.
+async fn two_tabs_within_the_grace_keep_the_session(store: &dyn Store) {
+    let (exp, now) = (now() + 600, now());
+    store.start_family("tabs", "alice", "t0", exp).await.expect("start");
+    let attempts = (0..8).map(|i| store.rotate("t0", Box::leak(format!("t1-{i}").into_boxed_str()), exp, now, 10));
+    let outcomes = futures_util::future::join_all(attempts).await;
+    let first = outcomes.iter().filter(|o| matches!(o, Ok(Rotation::Rotated { replayed: false, .. }))).count();
+    let again = outcomes.iter().filter(|o| matches!(o, Ok(Rotation::Rotated { replayed: true, .. }))).count();
+    assert_eq!((first, again), (1, 7), "{outcomes:?}");
+    for i in 0..8 {
+        assert_eq!(store.family_of(&format!("t1-{i}"), now).await.expect("family"), Some("tabs".into()), "tab {i}");
+    }
+    let late = store.rotate("t0", "t2", exp, now + 11, 10).await.expect("rotate");
+    assert_eq!(late, Rotation::Reused { family: "tabs".into(), sub: "alice".into() });
+    assert_eq!(store.rotate("t1-0", "t3", exp, now + 11, 10).await.expect("rotate"), Rotation::Invalid);
 }
 
 async fn login_attempts_window(store: &dyn Store) {

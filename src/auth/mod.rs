@@ -89,7 +89,7 @@ pub fn check_revocation(identity: &Identity, stores: Option<&Stores>) -> Result<
             }
         }
     }
-    if stores.denylist.is_revoked(&identity.jti, &identity.sub, identity.issued_at) {
+    if stores.denylist.is_revoked(&identity.jti, &identity.sub, identity.issued_at, identity.session()) {
         return Err(AuthError::Revoked);
     }
     Ok(())

@@ -70,6 +70,13 @@ pub struct Identity {
     pub claims: Map<String, Value>,
 }
 
+impl Identity {
+    /// The login session (`sid`) the token belongs to, when it names one.
+    pub fn session(&self) -> Option<&str> {
+        self.claims.get("sid").and_then(Value::as_str)
+    }
+}
+
 struct KeyCheck {
     key: Arc<VerifyKey>,
     validation: Validation,

@@ -276,6 +276,11 @@ pub struct Login {
     pub min_password_length: usize,
     pub max_attempts: u32,
     pub attempt_window: Duration,
+    /// A refresh token presented again within this of its first use rotates
+    /// again (two tabs); later, it is reuse. Zero: every second use is reuse.
+    pub refresh_reuse_grace: Duration,
+    /// With `cookies`, also put the tokens in login's and refresh's JSON body.
+    pub tokens_in_body: bool,
 }
 
 #[derive(Debug, Clone)]

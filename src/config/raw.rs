@@ -141,6 +141,8 @@ pub struct RawLogin {
     pub min_password_length: Option<S<usize>>,
     pub max_attempts: Option<S<u32>>,
     pub attempt_window: Option<S<String>>,
+    pub refresh_reuse_grace: Option<S<String>>,
+    pub tokens_in_body: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -598,6 +598,8 @@ fn login(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawLogin>>, tokens: &To
         min_password_length,
         max_attempts,
         attempt_window: c.duration(&r.attempt_window, Duration::from_secs(15 * 60)),
+        refresh_reuse_grace: c.duration(&r.refresh_reuse_grace, Duration::from_secs(10)),
+        tokens_in_body: r.tokens_in_body.unwrap_or(false),
     }
 }
 

@@ -1,4 +1,5 @@
-//! `POST /auth/logout`: revokes the access token's `jti` and its refresh family.
+//! `POST /auth/logout`: revokes the access token's `jti`, its session (every
+//! access token with its `sid`) and its refresh family.
 //!
 //! The family comes from the token's `sid`, and from a refresh token in the
 //! body or cookie if one is sent. A revocation the store did not take is an
@@ -29,6 +30,10 @@ pub async fn logout(
     stores.revoke(&Revocation::Jti { jti: caller.jti.clone(), expires_at: until }).await?;
     if let Some(sid) = caller.claims.get("sid").and_then(|s| s.as_str()) {
         stores.store.revoke_family(sid).await?;
+        // Every access token of the session, not only the one presented.
+        let session_until =
+            now().saturating_add(state.config.tokens.access_ttl.as_secs() + state.config.tokens.leeway.as_secs());
+        stores.revoke(&Revocation::Session { sid: sid.to_owned(), expires_at: session_until.max(until) }).await?;
     }
     if let Some(token) = presented(request, &parts, state).filter(|t| super::session::plausible_refresh_token(t)) {
         let hash = super::session::hash_refresh_token(&token);

@@ -129,13 +129,15 @@ pub fn refuse_cross_site(parts: &Parts, state: &State) -> Result<(), GatewayErro
         return Err(AuthError::CsrfFailed.into());
     }
     if let Some(origin) = parts.headers.get(header::ORIGIN) {
-        let origin_host = origin
-            .to_str()
-            .ok()
-            .and_then(|o| o.parse::<http::Uri>().ok())
-            .and_then(|u| u.authority().map(|a| a.as_str().to_ascii_lowercase()));
-        let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_ascii_lowercase);
-        if origin_host.is_none() || origin_host != host {
+        let origin = origin.to_str().ok().and_then(|o| o.parse::<http::Uri>().ok());
+        let origin = origin.as_ref().and_then(|u| u.authority());
+        // The host as the router reads it: `Host`, or `:authority` over HTTP/2.
+        let host = crate::router::request_authority(parts)?;
+        let same = match (origin, host.as_ref()) {
+            (Some(o), Some(h)) => o.host().eq_ignore_ascii_case(h.host()) && o.port_u16() == h.port_u16(),
+            _ => false,
+        };
+        if !same {
             return Err(AuthError::CsrfFailed.into());
         }
     }

@@ -1,8 +1,10 @@
 //! `POST /auth/refresh`: a spent refresh token for a new pair.
 //!
-//! The token is rotated atomically in the store; a token presented twice
-//! revokes its whole family (RFC 9700 §4.14.2). The user is read again, so a
-//! disabled user or changed roles take effect here.
+//! The token is rotated atomically in the store. Presented again within
+//! `refresh_reuse_grace` of its first use (two tabs refreshing at once), it
+//! rotates again; later, it is reuse and ends the whole session: its refresh
+//! family and every access token carrying its `sid` (RFC 9700 §4.14.2). The
+//! user is read again, so a disabled user or changed roles take effect here.
 
 use http::Response;
 use http::request::Parts;
@@ -50,13 +52,22 @@ pub async fn refresh(
     let next = super::session::new_refresh_token()?;
     let (now, ttl) = (now(), state.config.tokens.refresh_ttl.as_secs());
     let old = super::session::hash_refresh_token(&token);
-    match store.rotate(&old, &next.hash, now.saturating_add(ttl), now).await? {
+    let grace = state.config.login.refresh_reuse_grace.as_secs();
+    match store.rotate(&old, &next.hash, now.saturating_add(ttl), now, grace).await? {
         Rotation::Invalid => Err(GatewayError::InvalidRefreshToken),
         Rotation::Reused { family, sub } => {
-            tracing::warn!(target: "audit", event = "refresh_reused", %sub, %family, %ip, "refresh token reused: family revoked");
+            // The whole session ends: its refresh tokens (the family, revoked
+            // by the rotation) and every access token carrying its `sid`.
+            let until =
+                now.saturating_add(state.config.tokens.access_ttl.as_secs() + state.config.tokens.leeway.as_secs());
+            stores.revoke(&crate::store::Revocation::Session { sid: family.clone(), expires_at: until }).await?;
+            tracing::warn!(target: "audit", event = "refresh_reused", %sub, %family, %ip, "refresh token reused: session revoked");
             Err(GatewayError::RefreshReused)
         }
-        Rotation::Rotated { family, sub } => {
+        Rotation::Rotated { family, sub, replayed } => {
+            if replayed {
+                tracing::info!(target: "audit", event = "refresh_replayed", %sub, %ip, "refresh token presented again within the grace");
+            }
             // Marked spent again on a master that a failover left without this rotation.
             stores.denylist.remember_spent(&old, now);
             let user = state.users_file.find(&sub, store).await?;

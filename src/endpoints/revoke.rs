@@ -39,6 +39,7 @@ pub async fn revoke(parts: Parts, body: Incoming, state: &State) -> Result<Respo
     let (kind, value) = match &revocation {
         Revocation::Jti { jti, .. } => ("jti", jti),
         Revocation::Subject { sub, .. } => ("sub", sub),
+        Revocation::Session { sid, .. } => ("sid", sid),
     };
     tracing::info!(target: "audit", event = "revoke", by = %caller.sub, kind, value = %value, "revoked");
     Ok(super::no_content())

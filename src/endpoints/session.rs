@@ -62,15 +62,19 @@ pub fn issue(state: &State, user: &User, family: &str, refresh: &RefreshToken) -
     }
     let access = mint_access_token(tokens, key, &user.name, &user.roles, tokens.access_ttl, extra)
         .map_err(|_| GatewayError::Internal("signing failed"))?;
-    let mut response = super::json_response(
-        StatusCode::OK,
-        &json!({
+    // In cookie mode the tokens stay out of reach of page script (HttpOnly)
+    // unless the operator asks for them in the body too.
+    let document = if login.cookies && !login.tokens_in_body {
+        json!({"token_type": "Bearer", "expires_in": tokens.access_ttl.as_secs()})
+    } else {
+        json!({
             "access_token": access,
             "refresh_token": refresh.token,
             "token_type": "Bearer",
             "expires_in": tokens.access_ttl.as_secs(),
-        }),
-    );
+        })
+    };
+    let mut response = super::json_response(StatusCode::OK, &document);
     if let Some(csrf) = csrf {
         let (access_age, refresh_age) = (tokens.access_ttl.as_secs(), tokens.refresh_ttl.as_secs());
         let cookies = [

@@ -195,11 +195,7 @@ async fn forward(
     state: &State,
 ) -> Result<Response<Body>, GatewayError> {
     let websocket = upgrade::websocket_request(&mut parts)?;
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let host = crate::router::request_authority(&parts)?.and_then(|a| HeaderValue::from_str(a.as_str()).ok());
     prepare_headers(&mut parts, &authorized, downstream, state, host.as_ref())?;
     if websocket.is_some() {
         upgrade::restore_upgrade_headers(&mut parts.headers);
@@ -247,6 +243,7 @@ async fn forward(
             sub: id.sub.clone(),
             issued_at: id.issued_at,
             expires_at: id.expires_at,
+            session: id.session().map(str::to_owned),
             stores: state.stores.clone(),
         });
         if let Some(switched) = upgrade::splice(websocket, &mut response, caller)? {

@@ -34,6 +34,7 @@ pub struct Caller {
     pub sub: String,
     pub issued_at: u64,
     pub expires_at: u64,
+    pub session: Option<String>,
     pub stores: Option<std::sync::Arc<crate::store::Stores>>,
 }
 
@@ -124,7 +125,10 @@ pub fn splice(
             let mut every = tokio::time::interval(REVOCATION_CHECK);
             loop {
                 every.tick().await;
-                if c.stores.as_ref().is_some_and(|s| s.denylist.is_revoked(&c.jti, &c.sub, c.issued_at)) {
+                if c.stores
+                    .as_ref()
+                    .is_some_and(|s| s.denylist.is_revoked(&c.jti, &c.sub, c.issued_at, c.session.as_deref()))
+                {
                     return;
                 }
             }

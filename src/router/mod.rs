@@ -139,10 +139,17 @@ fn upstream_target(route: &Route, path: &str, query: Option<&str>) -> String {
     out
 }
 
-/// The request's host, lowercase and without port. RFC 9112 §3.2: exactly
-/// one `Host` on HTTP/1.1; an absolute-form target's authority wins and
-/// must agree with `Host`; HTTP/2 uses `:authority`.
+/// The request's host, lowercase and without port (see `request_authority`).
 pub fn request_host(parts: &Parts) -> Result<Option<String>, RouteError> {
+    Ok(request_authority(parts)?.map(|a| a.host().trim_end_matches('.').to_ascii_lowercase()))
+}
+
+/// The request's authority (host and port) as the client addressed it: the
+/// one place the gateway reads it from, for routing, the same-origin check
+/// and `X-Forwarded-Host`. RFC 9112 §3.2: exactly one `Host` on HTTP/1.1; an
+/// absolute-form target's authority wins and must agree with `Host`; HTTP/2
+/// uses `:authority` (RFC 9113 §8.3.1), which hyper puts in the URI.
+pub fn request_authority(parts: &Parts) -> Result<Option<http::uri::Authority>, RouteError> {
     let mut hosts = parts.headers.get_all(header::HOST).iter();
     let host_header = hosts.next();
     if hosts.next().is_some() {
@@ -170,8 +177,7 @@ pub fn request_host(parts: &Parts) -> Result<Option<String>, RouteError> {
     };
     match authority {
         Some(a) if a.as_str().contains('@') => Err(RouteError::BadHost("Host with user info")),
-        Some(a) => Ok(Some(a.host().trim_end_matches('.').to_ascii_lowercase())),
-        None => Ok(None),
+        other => Ok(other),
     }
 }
 

@@ -26,6 +26,8 @@ pub struct Replica {
     jtis: papaya::HashMap<String, u64>,
     /// sub -> (revoked before, expires_at)
     subjects: papaya::HashMap<String, (u64, u64)>,
+    /// sid -> expires_at
+    sessions: papaya::HashMap<String, u64>,
     /// Refresh-token hash -> when this replica spent it (seconds since the epoch).
     spent: papaya::HashMap<String, u64>,
     started: Instant,
@@ -43,6 +45,7 @@ impl Default for Replica {
         Replica {
             jtis: papaya::HashMap::new(),
             subjects: papaya::HashMap::new(),
+            sessions: papaya::HashMap::new(),
             spent: papaya::HashMap::new(),
             started: Instant::now(),
             confirmed_ms: AtomicU64::new(0),
@@ -51,10 +54,12 @@ impl Default for Replica {
 }
 
 impl Replica {
-    /// Whether a token is revoked: its `jti`, or its subject revoked at or after `issued_at`.
-    pub fn is_revoked(&self, jti: &str, sub: &str, issued_at: u64) -> bool {
+    /// Whether a token is revoked: its `jti`, its session, or its subject
+    /// revoked at or after `issued_at`.
+    pub fn is_revoked(&self, jti: &str, sub: &str, issued_at: u64, sid: Option<&str>) -> bool {
         self.jtis.pin().contains_key(jti)
             || self.subjects.pin().get(sub).is_some_and(|(before, _)| issued_at <= *before)
+            || sid.is_some_and(|sid| !self.sessions.is_empty() && self.sessions.pin().contains_key(sid))
     }
 
     pub fn apply(&self, revocation: &Revocation) {
@@ -70,6 +75,9 @@ impl Replica {
                     (*before, *expires_at),
                 );
             }
+            Revocation::Session { sid, expires_at } => {
+                self.sessions.pin().update_or_insert(sid.clone(), |e| (*e).max(*expires_at), *expires_at);
+            }
         }
     }
 
@@ -82,6 +90,9 @@ impl Replica {
             before: *before,
             expires_at: *exp,
         }));
+        out.extend(
+            self.sessions.pin().iter().map(|(sid, exp)| Revocation::Session { sid: sid.clone(), expires_at: *exp }),
+        );
         out
     }
 
@@ -90,6 +101,7 @@ impl Replica {
     pub fn lacking(&self, store_entries: &[Revocation], now: u64) -> Vec<Revocation> {
         let mut jtis = std::collections::HashMap::new();
         let mut subjects = std::collections::HashMap::new();
+        let mut sessions = std::collections::HashMap::new();
         for e in store_entries {
             match e {
                 Revocation::Jti { jti, expires_at } => {
@@ -97,6 +109,9 @@ impl Replica {
                 }
                 Revocation::Subject { sub, before, expires_at } => {
                     subjects.insert(sub.as_str(), (*before, *expires_at));
+                }
+                Revocation::Session { sid, expires_at } => {
+                    sessions.insert(sid.as_str(), *expires_at);
                 }
             }
         }
@@ -107,6 +122,9 @@ impl Replica {
                 Revocation::Jti { jti, expires_at } => jtis.get(jti.as_str()).is_none_or(|exp| exp < expires_at),
                 Revocation::Subject { sub, before, expires_at } => {
                     subjects.get(sub.as_str()).is_none_or(|(b, exp)| b < before || exp < expires_at)
+                }
+                Revocation::Session { sid, expires_at } => {
+                    sessions.get(sid.as_str()).is_none_or(|exp| exp < expires_at)
                 }
             })
             .collect()
@@ -125,7 +143,7 @@ impl Replica {
     }
 
     pub fn len(&self) -> usize {
-        self.jtis.len() + self.subjects.len()
+        self.jtis.len() + self.subjects.len() + self.sessions.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -137,6 +155,7 @@ impl Replica {
         let cutoff = now.saturating_sub(grace);
         self.jtis.pin().retain(|_, exp| *exp >= cutoff);
         self.subjects.pin().retain(|_, (_, exp)| *exp >= cutoff);
+        self.sessions.pin().retain(|_, exp| *exp >= cutoff);
     }
 
     fn confirm(&self) {
@@ -274,17 +293,21 @@ mod tests {
         let r = Replica::default();
         r.apply(&Revocation::Jti { jti: "a".into(), expires_at: 100 });
         r.apply(&Revocation::Subject { sub: "bob".into(), before: 50, expires_at: 200 });
-        assert!(r.is_revoked("a", "anyone", 0));
-        assert!(!r.is_revoked("b", "alice", 10));
-        assert!(r.is_revoked("b", "bob", 50), "issued at the cut-off");
-        assert!(!r.is_revoked("b", "bob", 51), "issued after the cut-off");
+        assert!(r.is_revoked("a", "anyone", 0, None));
+        assert!(!r.is_revoked("b", "alice", 10, None));
+        assert!(r.is_revoked("b", "bob", 50, None), "issued at the cut-off");
+        assert!(!r.is_revoked("b", "bob", 51, None), "issued after the cut-off");
         // An older cut-off never lowers a newer one.
         r.apply(&Revocation::Subject { sub: "bob".into(), before: 10, expires_at: 150 });
-        assert!(r.is_revoked("b", "bob", 40));
+        assert!(r.is_revoked("b", "bob", 40, None));
         r.sweep(160, 0);
-        assert!(!r.is_revoked("a", "x", 0), "expired jti swept");
-        assert!(r.is_revoked("b", "bob", 40), "bob's entry expires at 200");
+        assert!(!r.is_revoked("a", "x", 0, None), "expired jti swept");
+        assert!(r.is_revoked("b", "bob", 40, None), "bob's entry expires at 200");
         assert_eq!(r.len(), 1);
+        r.apply(&Revocation::Session { sid: "s1".into(), expires_at: 300 });
+        assert!(r.is_revoked("c", "carol", 1000, Some("s1")), "its session");
+        assert!(!r.is_revoked("c", "carol", 1000, Some("s2")));
+        assert!(!r.is_revoked("c", "carol", 1000, None));
     }
 
     #[test]

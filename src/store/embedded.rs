@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS users (
 CREATE TABLE IF NOT EXISTS revoked_jti (jti TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS revoked_jti_expiry ON revoked_jti(expires_at);
 CREATE TABLE IF NOT EXISTS revoked_sub (sub TEXT PRIMARY KEY, before INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS revoked_sid (sid TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS changes (
     id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, value TEXT NOT NULL,
     before INTEGER NOT NULL, expires_at INTEGER NOT NULL);
@@ -39,7 +40,7 @@ CREATE TABLE IF NOT EXISTS refresh_families (
 CREATE INDEX IF NOT EXISTS refresh_families_sub ON refresh_families(sub);
 CREATE TABLE IF NOT EXISTS refresh_tokens (
     hash TEXT PRIMARY KEY, family TEXT NOT NULL REFERENCES refresh_families(family) ON DELETE CASCADE,
-    spent INTEGER NOT NULL DEFAULT 0, expires_at INTEGER NOT NULL);
+    spent INTEGER NOT NULL DEFAULT 0, expires_at INTEGER NOT NULL, spent_at INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS login_attempts (key TEXT PRIMARY KEY, count INTEGER NOT NULL, window_ends_ms INTEGER NOT NULL);
 ";
 
@@ -65,6 +66,7 @@ impl EmbeddedStore {
             conn.pragma_update(None, "synchronous", "FULL").map_err(StoreError::Embedded)?;
             conn.pragma_update(None, "foreign_keys", "ON").map_err(StoreError::Embedded)?;
             conn.execute_batch(SCHEMA).map_err(StoreError::Embedded)?;
+            migrate(&conn).map_err(StoreError::Embedded)?;
             let epoch = random_id();
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?1)", params![epoch])
                 .map_err(StoreError::Embedded)?;
@@ -152,6 +154,31 @@ impl Users for EmbeddedStore {
     }
 }
 
+/// Brings a file made by an older version to the current schema.
+fn migrate(c: &Connection) -> rusqlite::Result<()> {
+    let has_spent_at: bool =
+        c.prepare("SELECT 1 FROM pragma_table_info('refresh_tokens') WHERE name = 'spent_at'")?.exists([])?;
+    if !has_spent_at {
+        c.execute_batch("ALTER TABLE refresh_tokens ADD COLUMN spent_at INTEGER NOT NULL DEFAULT 0")?;
+    }
+    Ok(())
+}
+
+/// The revocation and its row in the change feed, in the caller's transaction.
+fn record_revocation(c: &Connection, r: &Revocation) -> rusqlite::Result<()> {
+    insert_revocation(c, r)?;
+    let (kind, value, before) = match r {
+        Revocation::Jti { jti, .. } => ("jti", jti.as_str(), 0),
+        Revocation::Subject { sub, before, .. } => ("sub", sub.as_str(), to_i64(*before)),
+        Revocation::Session { sid, .. } => ("sid", sid.as_str(), 0),
+    };
+    c.execute(
+        "INSERT INTO changes (kind, value, before, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        params![kind, value, before, to_i64(r.expires_at())],
+    )?;
+    Ok(())
+}
+
 fn insert_revocation(c: &Connection, r: &Revocation) -> rusqlite::Result<()> {
     match r {
         Revocation::Jti { jti, expires_at } => {
@@ -169,6 +196,13 @@ fn insert_revocation(c: &Connection, r: &Revocation) -> rusqlite::Result<()> {
                 params![sub, to_i64(*before), to_i64(*expires_at)],
             )?;
         }
+        Revocation::Session { sid, expires_at } => {
+            c.execute(
+                "INSERT INTO revoked_sid (sid, expires_at) VALUES (?1, ?2)
+                 ON CONFLICT(sid) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
+                params![sid, to_i64(*expires_at)],
+            )?;
+        }
     }
     Ok(())
 }
@@ -177,6 +211,7 @@ fn change_row(kind: String, value: String, before: i64, expires_at: i64) -> Opti
     match kind.as_str() {
         "jti" => Some(Revocation::Jti { jti: value, expires_at: to_u64(expires_at) }),
         "sub" => Some(Revocation::Subject { sub: value, before: to_u64(before), expires_at: to_u64(expires_at) }),
+        "sid" => Some(Revocation::Session { sid: value, expires_at: to_u64(expires_at) }),
         _ => None,
     }
 }
@@ -187,15 +222,7 @@ impl Revocations for EmbeddedStore {
         let r = revocation.clone();
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            insert_revocation(&tx, &r)?;
-            let (kind, value, before) = match &r {
-                Revocation::Jti { jti, .. } => ("jti", jti.as_str(), 0),
-                Revocation::Subject { sub, before, .. } => ("sub", sub.as_str(), to_i64(*before)),
-            };
-            tx.execute(
-                "INSERT INTO changes (kind, value, before, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                params![kind, value, before, to_i64(r.expires_at())],
-            )?;
+            record_revocation(&tx, &r)?;
             tx.commit()
         })
         .await
@@ -208,6 +235,7 @@ impl Revocations for EmbeddedStore {
             // Expired entries are of no use to anyone: prune them here.
             tx.execute("DELETE FROM revoked_jti WHERE expires_at < ?1", params![now])?;
             tx.execute("DELETE FROM revoked_sub WHERE expires_at < ?1", params![now])?;
+            tx.execute("DELETE FROM revoked_sid WHERE expires_at < ?1", params![now])?;
             tx.execute("DELETE FROM changes WHERE expires_at < ?1", params![now])?;
             tx.execute("DELETE FROM refresh_families WHERE expires_at < ?1", params![now])?;
             let epoch: String = tx.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))?;
@@ -225,6 +253,11 @@ impl Revocations for EmbeddedStore {
                 {
                     let (sub, before, exp) = row?;
                     entries.push(Revocation::Subject { sub, before: to_u64(before), expires_at: to_u64(exp) });
+                }
+                let mut sids = tx.prepare("SELECT sid, expires_at FROM revoked_sid")?;
+                for row in sids.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+                    let (sid, exp) = row?;
+                    entries.push(Revocation::Session { sid, expires_at: to_u64(exp) });
                 }
             }
             tx.commit()?;
@@ -280,8 +313,9 @@ impl Revocations for EmbeddedStore {
         let known = known.to_vec();
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Into the feed too: another process on this file may lack them as well.
             for r in &known {
-                insert_revocation(&tx, r)?;
+                record_revocation(&tx, r)?;
             }
             tx.commit()
         })
@@ -308,31 +342,50 @@ impl RefreshFamilies for EmbeddedStore {
         .await
     }
 
-    async fn rotate(&self, old_hash: &str, new_hash: &str, expires_at: u64, now: u64) -> Result<Rotation, StoreError> {
+    async fn rotate(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        expires_at: u64,
+        now: u64,
+        grace: u64,
+    ) -> Result<Rotation, StoreError> {
         let (old, new, exp, now) = (old_hash.to_owned(), new_hash.to_owned(), to_i64(expires_at), to_i64(now));
+        let grace = to_i64(grace);
         self.with(move |c| {
             // IMMEDIATE: the write lock is taken before the read, so two
             // rotations of one token (any process) are strictly ordered.
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let row = tx
                 .query_row(
-                    "SELECT t.family, t.spent, f.sub, f.revoked FROM refresh_tokens t
+                    "SELECT t.family, t.spent, f.sub, f.revoked, t.spent_at FROM refresh_tokens t
                      JOIN refresh_families f ON f.family = t.family
                      WHERE t.hash = ?1 AND t.expires_at >= ?2 AND f.expires_at >= ?2",
                     params![old, now],
                     |r| {
-                        Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, String>(2)?, r.get::<_, bool>(3)?))
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, bool>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, bool>(3)?,
+                            r.get::<_, i64>(4)?,
+                        ))
                     },
                 )
                 .optional()?;
             let outcome = match row {
-                None | Some((_, _, _, true)) => Rotation::Invalid,
-                Some((family, true, sub, false)) => {
+                None | Some((_, _, _, true, _)) => Rotation::Invalid,
+                Some((family, true, sub, false, spent_at)) if grace == 0 || now.saturating_sub(spent_at) > grace => {
                     tx.execute("UPDATE refresh_families SET revoked = 1 WHERE family = ?1", params![family])?;
                     Rotation::Reused { family, sub }
                 }
-                Some((family, false, sub, false)) => {
-                    tx.execute("UPDATE refresh_tokens SET spent = 1 WHERE hash = ?1", params![old])?;
+                Some((family, spent, sub, false, _)) => {
+                    if !spent {
+                        tx.execute(
+                            "UPDATE refresh_tokens SET spent = 1, spent_at = ?2 WHERE hash = ?1",
+                            params![old, now],
+                        )?;
+                    }
                     tx.execute(
                         "INSERT INTO refresh_tokens (hash, family, spent, expires_at) VALUES (?1, ?2, 0, ?3)",
                         params![new, family, exp],
@@ -341,7 +394,7 @@ impl RefreshFamilies for EmbeddedStore {
                         "UPDATE refresh_families SET expires_at = max(expires_at, ?2) WHERE family = ?1",
                         params![family, exp],
                     )?;
-                    Rotation::Rotated { family, sub }
+                    Rotation::Rotated { family, sub, replayed: spent }
                 }
             };
             tx.commit()?;

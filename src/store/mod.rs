@@ -55,6 +55,9 @@ pub enum Revocation {
     Jti { jti: String, expires_at: u64 },
     /// Every token of `sub` issued at or before `before` is revoked.
     Subject { sub: String, before: u64, expires_at: u64 },
+    /// Every access token carrying `sid` (a login session: its refresh
+    /// family) is revoked, until the last of them has expired.
+    Session { sid: String, expires_at: u64 },
 }
 
 impl Revocation {
@@ -72,7 +75,9 @@ impl Revocation {
 
     pub fn expires_at(&self) -> u64 {
         match self {
-            Revocation::Jti { expires_at, .. } | Revocation::Subject { expires_at, .. } => *expires_at,
+            Revocation::Jti { expires_at, .. }
+            | Revocation::Subject { expires_at, .. }
+            | Revocation::Session { expires_at, .. } => *expires_at,
         }
     }
 }
@@ -124,9 +129,10 @@ pub trait Revocations: Send + Sync {
 /// The outcome of presenting a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rotation {
-    /// The token was current: it is now spent and `new_hash` is current.
-    Rotated { family: String, sub: String },
-    /// The token was already spent: the whole family is now revoked.
+    /// The token was current, or spent less than the grace ago (two tabs
+    /// refreshing at once: `replayed`): `new_hash` is now current too.
+    Rotated { family: String, sub: String, replayed: bool },
+    /// The token was spent longer than the grace ago: the whole family is now revoked.
     Reused { family: String, sub: String },
     /// Unknown, expired, or its family revoked.
     Invalid,
@@ -136,9 +142,17 @@ pub enum Rotation {
 pub trait RefreshFamilies: Send + Sync {
     /// Starts a family whose first token has hash `token_hash`.
     async fn start_family(&self, family: &str, sub: &str, token_hash: &str, expires_at: u64) -> Result<(), StoreError>;
-    /// Spends `old_hash` and makes `new_hash` current, atomically: of two
-    /// concurrent rotations of one token, exactly one gets `Rotated`.
-    async fn rotate(&self, old_hash: &str, new_hash: &str, expires_at: u64, now: u64) -> Result<Rotation, StoreError>;
+    /// Spends `old_hash` and makes `new_hash` current, atomically. A token
+    /// spent at most `grace` seconds ago rotates again (`replayed`); one
+    /// spent longer ago, or any with `grace` 0, revokes its family (`Reused`).
+    async fn rotate(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        expires_at: u64,
+        now: u64,
+        grace: u64,
+    ) -> Result<Rotation, StoreError>;
     /// The family a token belongs to, while valid.
     async fn family_of(&self, token_hash: &str, now: u64) -> Result<Option<String>, StoreError>;
     async fn revoke_family(&self, family: &str) -> Result<(), StoreError>;

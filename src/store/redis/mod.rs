@@ -35,16 +35,18 @@ use crate::config::SecretSource;
 /// Entries kept in the feed; a replica further behind reloads instead.
 const FEED_MAXLEN: usize = 100_000;
 
-/// KEYS: jti zset, sub zset (score: expiry), sub hash (cut-off), feed.
-/// ARGV: kind (j|s), value, before, expires_at, feed maxlen, feed (always|changed).
+/// KEYS: jti zset, sub zset (score: expiry), sub hash (cut-off), feed, sid zset.
+/// ARGV: kind (j|s|f), value, before, expires_at, feed maxlen, feed (always|changed).
 /// A write-back (`changed`) adds a feed entry only where Redis lacked the
 /// entry, so what one replica knows reaches every other replica through the
 /// feed without echoing what Redis already had.
 const REVOKE: &str = r"
 local changed = false
-if ARGV[1] == 'j' then
-  local cur = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[2]) or '0')
-  if tonumber(ARGV[4]) > cur then redis.call('ZADD', KEYS[1], ARGV[4], ARGV[2]); changed = true end
+if ARGV[1] == 'j' or ARGV[1] == 'f' then
+  local set = KEYS[1]
+  if ARGV[1] == 'f' then set = KEYS[5] end
+  local cur = tonumber(redis.call('ZSCORE', set, ARGV[2]) or '0')
+  if tonumber(ARGV[4]) > cur then redis.call('ZADD', set, ARGV[4], ARGV[2]); changed = true end
 else
   local before = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0')
   if tonumber(ARGV[3]) > before then redis.call('HSET', KEYS[3], ARGV[2], ARGV[3]); changed = true end
@@ -82,22 +84,30 @@ redis.call('EXPIREAT', KEYS[3], ARGV[3])
 return 1
 ";
 
-/// KEYS: old token, new token. ARGV: key prefix, new expiry.
+/// KEYS: old token, new token. ARGV: key prefix, new expiry, now, grace (seconds).
+/// A token spent at most `grace` ago rotates again (two tabs at once); grace 0: never.
 const ROTATE: &str = r"
 local family = redis.call('HGET', KEYS[1], 'family')
 if not family then return {'invalid'} end
 local fkey = ARGV[1] .. 'fam:' .. family
 local sub = redis.call('HGET', fkey, 'sub')
 if not sub or redis.call('HGET', fkey, 'revoked') == '1' then return {'invalid'} end
+local outcome = 'rotated'
 if redis.call('HGET', KEYS[1], 'spent') == '1' then
-  redis.call('HSET', fkey, 'revoked', '1')
-  return {'reused', family, sub}
+  local at = tonumber(redis.call('HGET', KEYS[1], 'spent_at') or '0')
+  local grace = tonumber(ARGV[4])
+  if grace == 0 or tonumber(ARGV[3]) - at > grace then
+    redis.call('HSET', fkey, 'revoked', '1')
+    return {'reused', family, sub}
+  end
+  outcome = 'replayed'
+else
+  redis.call('HSET', KEYS[1], 'spent', '1', 'spent_at', ARGV[3])
 end
-redis.call('HSET', KEYS[1], 'spent', '1')
 redis.call('HSET', KEYS[2], 'family', family, 'spent', '0')
 redis.call('EXPIREAT', KEYS[2], ARGV[2])
 if redis.call('TTL', fkey) >= 0 then redis.call('EXPIREAT', fkey, ARGV[2]) end
-return {'rotated', family, sub}
+return {outcome, family, sub}
 ";
 
 /// KEYS: family hashes. Only families that exist: HSET on a missing key
@@ -258,8 +268,15 @@ impl RedisStore {
         let (kind, value, before) = match r {
             Revocation::Jti { jti, .. } => ("j", jti.as_str(), 0),
             Revocation::Subject { sub, before, .. } => ("s", sub.as_str(), *before),
+            Revocation::Session { sid, .. } => ("f", sid.as_str(), 0),
         };
-        let keys = vec![self.key("deny:jti"), self.key("deny:sub:exp"), self.key("deny:sub"), self.key("deny:feed")];
+        let keys = vec![
+            self.key("deny:jti"),
+            self.key("deny:sub:exp"),
+            self.key("deny:sub"),
+            self.key("deny:feed"),
+            self.key("deny:sid"),
+        ];
         let args = vec![
             kind.to_owned(),
             value.to_owned(),
@@ -304,6 +321,7 @@ fn feed_entry(map: &HashMap<String, redis::Value>) -> Option<Revocation> {
     match field("k")?.as_str() {
         "j" => Some(Revocation::Jti { jti: value, expires_at: num("e")? }),
         "s" => Some(Revocation::Subject { sub: value, before: num("b")?, expires_at: num("e")? }),
+        "f" => Some(Revocation::Session { sid: value, expires_at: num("e")? }),
         _ => None,
     }
 }
@@ -368,12 +386,13 @@ impl Revocations for RedisStore {
         // end before the sets: anything added in between is both in the
         // sets and after the cursor, and applying it twice is harmless.
         let _: bool = self.on(&link, self.timeout, conn.set_nx(&epoch_key, random_id())).await?;
-        let (epoch, last, jtis, sub_expiry, cutoffs): (
+        let (epoch, last, jtis, sub_expiry, cutoffs, sids): (
             Option<String>,
             Vec<(String, HashMap<String, redis::Value>)>,
             Vec<(String, u64)>,
             Vec<(String, u64)>,
             HashMap<String, u64>,
+            Vec<(String, u64)>,
         ) = self
             .on(
                 &link,
@@ -382,11 +401,14 @@ impl Revocations for RedisStore {
                     .atomic()
                     .zrembyscore(self.key("deny:jti"), "-inf", format!("({now}"))
                     .ignore()
+                    .zrembyscore(self.key("deny:sid"), "-inf", format!("({now}"))
+                    .ignore()
                     .get(&epoch_key)
                     .xrevrange_count(self.key("deny:feed"), "+", "-", 1)
                     .zrangebyscore_withscores(self.key("deny:jti"), now, "+inf")
                     .zrangebyscore_withscores(self.key("deny:sub:exp"), now, "+inf")
                     .hgetall(self.key("deny:sub"))
+                    .zrangebyscore_withscores(self.key("deny:sid"), now, "+inf")
                     .query_async(&mut conn),
             )
             .await?;
@@ -398,6 +420,7 @@ impl Revocations for RedisStore {
             let before = cutoffs.get(&sub).copied().unwrap_or(0);
             entries.push(Revocation::Subject { sub, before, expires_at });
         }
+        entries.extend(sids.into_iter().map(|(sid, expires_at)| Revocation::Session { sid, expires_at }));
         Ok((entries, Cursor { epoch: epoch_of(&epoch, &run_id), position }))
     }
 
@@ -488,11 +511,21 @@ impl RefreshFamilies for RedisStore {
         Ok(())
     }
 
-    async fn rotate(&self, old_hash: &str, new_hash: &str, expires_at: u64, _now: u64) -> Result<Rotation, StoreError> {
+    async fn rotate(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        expires_at: u64,
+        now: u64,
+        grace: u64,
+    ) -> Result<Rotation, StoreError> {
         let keys = [self.key(&format!("rt:{old_hash}")), self.key(&format!("rt:{new_hash}"))];
-        let reply: Vec<String> = self.durable(ROTATE, &keys, &[self.prefix.clone(), expires_at.to_string()]).await?;
+        let args = [self.prefix.clone(), expires_at.to_string(), now.to_string(), grace.to_string()];
+        let reply: Vec<String> = self.durable(ROTATE, &keys, &args).await?;
         Ok(match reply.as_slice() {
-            [kind, family, sub] if kind == "rotated" => Rotation::Rotated { family: family.clone(), sub: sub.clone() },
+            [kind, family, sub] if kind == "rotated" || kind == "replayed" => {
+                Rotation::Rotated { family: family.clone(), sub: sub.clone(), replayed: kind == "replayed" }
+            }
             [kind, family, sub] if kind == "reused" => Rotation::Reused { family: family.clone(), sub: sub.clone() },
             _ => Rotation::Invalid,
         })
