@@ -143,9 +143,14 @@ pub struct Hasher {
 
 impl Hasher {
     pub fn new(permits: usize) -> Result<Hasher, PasswordError> {
+        // The pool starts empty: an idle gateway that never sees a login holds no
+        // buffer (the dummy's memory is returned to the system when it is freed).
         let memory = std::sync::Arc::new(MemoryPool { free: Mutex::new(Vec::new()) });
-        let dummy = memory.with(|m| hash_in("authgate dummy password", m))?;
-        Ok(Hasher { permits: tokio::sync::Semaphore::new(permits.max(1)), dummy, memory })
+        Ok(Hasher {
+            permits: tokio::sync::Semaphore::new(permits.max(1)),
+            dummy: hash("authgate dummy password")?,
+            memory,
+        })
     }
 
     /// One per two cores, at least one.

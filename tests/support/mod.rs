@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod attack;
+pub mod browser;
 pub mod client;
 pub mod fleet;
 pub mod gateway;
