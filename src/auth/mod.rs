@@ -48,7 +48,7 @@ pub enum AuthError {
 /// the Bearer header, else (cookie mode) the access cookie with its CSRF
 /// rule. A request with a header never falls back to the cookie.
 /// `Ok(None)`: anonymous, allowed only where the mode allows it.
-pub fn authenticate(
+pub async fn authenticate(
     method: &Method,
     headers: &HeaderMap,
     mode: AuthMode,
@@ -63,10 +63,10 @@ pub fn authenticate(
         if cookie_mode && cookies::get(headers, cookies::ACCESS_COOKIE)?.is_some_and(|cookie| cookie != token) {
             return Err(TokenError::Malformed("a bearer token and a different access cookie").into());
         }
-        return Ok(Some(verifier.verify(token)?));
+        return Ok(Some(verifier.verify_waiting(token).await?));
     }
     if cookie_mode && let Some(token) = cookies::get(headers, cookies::ACCESS_COOKIE)? {
-        let identity = verifier.verify(token)?;
+        let identity = verifier.verify_waiting(token).await?;
         cookies::check_csrf(method, headers, &identity)?;
         return Ok(Some(identity));
     }

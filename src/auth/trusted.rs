@@ -4,9 +4,14 @@
 //! Owns the key set of each issuer and the task that refreshes it: fetched at
 //! start, then again after the response's `Cache-Control: max-age` (else
 //! every 5 minutes, clamped to 30 s .. 1 day). When a fetch fails, the last
-//! good keys keep serving (stale-if-error) and the age is reported. A token
-//! whose `kid` is unknown asks for a refetch, granted at most once per 30 s
-//! per issuer, so forged `kid`s cannot hammer the IdP. Only signing keys with
+//! good keys keep serving (stale-if-error) and the age is reported; a failed
+//! fetch is retried after 1 s, 2 s, 4 s, ... up to 30 s (an IdP down at start
+//! is picked up soon after it comes back). A token whose `kid` is unknown
+//! asks for a refetch and waits for it (`wait_for_refetch`, at most 2 s);
+//! every such request shares one fetch, and fetches for unknown `kid`s are at
+//! least `UNKNOWN_KID_REFETCH` apart, so a flood of forged `kid`s costs the
+//! IdP one request a second, and a key the IdP really rotated in is accepted
+//! within a second or two however many forged ones came first. Only signing keys with
 //! a `kid` are taken, never a symmetric (`oct`) key. The fetch goes over
 //! rustls with the system's trust store or `ca_file`; plain HTTP only to
 //! loopback (config validation enforces it). Nothing here ever follows a URL
@@ -30,9 +35,13 @@ use crate::config::TrustedIssuer;
 const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
 const MIN_REFRESH: Duration = Duration::from_secs(30);
 const MAX_REFRESH: Duration = Duration::from_secs(86_400);
-const RETRY_AFTER_ERROR: Duration = Duration::from_secs(30);
-/// At most one refetch for unknown `kid`s in this long, per issuer.
-pub const UNKNOWN_KID_REFETCH: Duration = Duration::from_secs(30);
+/// The first retry after a failed fetch; doubled per failure up to `MAX_RETRY`.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(30);
+/// Fetches asked for by unknown `kid`s are at least this far apart, per issuer.
+pub const UNKNOWN_KID_REFETCH: Duration = Duration::from_secs(1);
+/// How long a request with an unknown `kid` waits for the refetch.
+pub const UNKNOWN_KID_WAIT: Duration = Duration::from_secs(2);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
 
@@ -52,12 +61,11 @@ pub struct Issuer {
     pub config: TrustedIssuer,
     keys: ArcSwap<KeySnapshot>,
     tls: Option<Arc<rustls::ClientConfig>>,
-    started: Instant,
-    /// Milliseconds since `started` of the last forced refetch, +1 (0: never).
-    last_forced_ms: AtomicU64,
     refetch: Arc<Notify>,
-    /// Fetch attempts, successful or not.
+    /// Fetch attempts begun, successful or not.
     pub fetches: AtomicU64,
+    /// Fetch attempts finished; waiters watch it.
+    finished: tokio::sync::watch::Sender<u64>,
 }
 
 impl Issuer {
@@ -70,10 +78,9 @@ impl Issuer {
             config,
             keys: ArcSwap::default(),
             tls,
-            started: Instant::now(),
-            last_forced_ms: AtomicU64::new(0),
             refetch: Arc::new(Notify::new()),
             fetches: AtomicU64::new(0),
+            finished: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -82,16 +89,30 @@ impl Issuer {
         self.keys.load().keys.get(kid).cloned()
     }
 
-    /// Asks for a refetch because a token named an unknown `kid`; granted at most once per 30 s.
+    /// Asks for a refetch because a token named an unknown `kid`. Requests
+    /// coalesce: the refresh task fetches once for all that came since its
+    /// last fetch, and not sooner than `UNKNOWN_KID_REFETCH` after it.
     pub fn unknown_kid(&self) {
-        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX) + 1;
-        let last = self.last_forced_ms.load(Ordering::Acquire);
-        let window = UNKNOWN_KID_REFETCH.as_millis() as u64;
-        if (last == 0 || now_ms.saturating_sub(last) >= window)
-            && self.last_forced_ms.compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Acquire).is_ok()
-        {
-            self.refetch.notify_one();
-        }
+        self.refetch.notify_one();
+    }
+
+    /// Asks for a refetch and waits until one that began after this call
+    /// has finished (at most `UNKNOWN_KID_WAIT`); `false` if none did.
+    pub async fn wait_for_refetch(&self) -> bool {
+        let mut finished = self.finished.subscribe();
+        // A fetch under way now may have begun before the key was published: wait for the next.
+        let target = self.fetches.load(Ordering::Acquire) + 1;
+        self.unknown_kid();
+        tokio::time::timeout(UNKNOWN_KID_WAIT, finished.wait_for(|done| *done >= target)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits (at most `FETCH_TIMEOUT` and a bit) until the first fetch has
+    /// finished; whether keys are there then.
+    pub async fn wait_for_first_fetch(&self) -> bool {
+        let mut finished = self.finished.subscribe();
+        let waited = tokio::time::timeout(FETCH_TIMEOUT + Duration::from_secs(1), finished.wait_for(|d| *d >= 1));
+        let _ = waited.await;
+        self.key_count() > 0
     }
 
     /// How old the keys in use are (`None`: never fetched).
@@ -108,21 +129,31 @@ impl Issuer {
         let weak: Weak<Issuer> = Arc::downgrade(self);
         let refetch = self.refetch.clone();
         tokio::spawn(async move {
+            let mut retry = FIRST_RETRY;
             loop {
                 let Some(issuer) = weak.upgrade() else { return };
-                let wait = match issuer.fetch().await {
+                let fetched = issuer.fetch().await;
+                let wait = match fetched {
                     Ok((snapshot, max_age)) => {
                         tracing::info!(issuer = %issuer.config.issuer, keys = snapshot.keys.len(), "JWKS fetched");
                         issuer.keys.store(Arc::new(snapshot));
+                        retry = FIRST_RETRY;
                         max_age.unwrap_or(DEFAULT_REFRESH).clamp(MIN_REFRESH, MAX_REFRESH)
                     }
                     Err(e) => {
-                        tracing::error!(issuer = %issuer.config.issuer, error = %e, age = ?issuer.keys_age(), "JWKS fetch failed; keeping the last good keys");
-                        RETRY_AFTER_ERROR
+                        tracing::error!(issuer = %issuer.config.issuer, error = %e, age = ?issuer.keys_age(), retry_in = ?retry, "JWKS fetch failed; keeping the last good keys");
+                        let wait = retry;
+                        retry = (retry * 2).min(MAX_RETRY);
+                        wait
                     }
                 };
+                issuer.finished.send_modify(|done| *done += 1);
                 drop(issuer);
-                let _ = tokio::time::timeout(wait, refetch.notified()).await;
+                let began = Instant::now();
+                if tokio::time::timeout(wait, refetch.notified()).await.is_ok() {
+                    // Asked for by an unknown `kid`: not sooner than UNKNOWN_KID_REFETCH after the last fetch.
+                    tokio::time::sleep(UNKNOWN_KID_REFETCH.saturating_sub(began.elapsed())).await;
+                }
             }
         });
     }

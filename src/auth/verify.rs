@@ -210,6 +210,7 @@ impl Verifier {
         header: &Map<String, Value>,
         issuer: &Issuer,
     ) -> Result<Identity, TokenError> {
+        check_trusted_typ(header, issuer.config.require_typ.as_deref())?;
         let kid = header.get("kid").and_then(Value::as_str).ok_or(TokenError::UnknownKey)?;
         let Some((algorithm, key)) = issuer.key(kid) else {
             issuer.unknown_kid();
@@ -249,9 +250,13 @@ impl Verifier {
         let issued_at = date("iat")?;
         self.check_times(now, expires_at, issued_at, issuer.config.max_lifetime.as_secs())?;
         let issued_at = issued_at.unwrap_or(0);
-        // An OpenID Connect ID token (Keycloak marks it `typ: ID`) proves a
-        // login to a client; it is not an access token for this API.
-        if claims.get("typ").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("id")) {
+        // An OpenID Connect ID token proves a login to a client; it is not an
+        // access token for this API, even when the client id is an accepted
+        // audience. Keycloak marks it `typ: ID`; oidc-provider and others
+        // only by the claims an ID token has and an access token never needs.
+        let id_token_sign = ["nonce", "at_hash", "c_hash", "s_hash"].iter().any(|c| claims.contains_key(*c))
+            || claims.get("typ").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("id"));
+        if id_token_sign {
             return Err(TokenError::Claims("an ID token is not an access token"));
         }
         let jti = match claims.get("jti") {
@@ -271,6 +276,103 @@ impl Verifier {
         };
         let scopes = scopes(&claims);
         Ok(Identity { sub, roles, jti, expires_at, issued_at, scopes, claims })
+    }
+
+    /// The trusted issuer a token names by `iss`, when its `kid` was unknown
+    /// there: the caller may wait for that issuer's refetch and try again.
+    fn issuer_of(&self, token: &str) -> Option<&Arc<Issuer>> {
+        let payload = token.split('.').nth(1)?;
+        let claims: Map<String, Value> = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+        self.trusted.get(claims.get("iss")?.as_str()?)
+    }
+
+    /// `verify`, except that a trusted issuer's token whose `kid` that
+    /// issuer's keys lack waits (at most `trusted::UNKNOWN_KID_WAIT`) for the
+    /// issuer's next refetch, shared by every such request, and is verified
+    /// once more: a key the IdP just rotated in is accepted at once.
+    pub async fn verify_waiting(&self, token: &str) -> Result<Arc<Identity>, TokenError> {
+        match self.verify(token) {
+            Err(TokenError::UnknownKey) => match self.issuer_of(token) {
+                Some(issuer) if issuer.wait_for_refetch().await => self.verify(token),
+                _ => Err(TokenError::UnknownKey),
+            },
+            other => other,
+        }
+    }
+
+    /// The trusted issuer a token's `iss` names, if any (unverified: for `explain`).
+    pub fn trusted_issuer_named(&self, token: &str) -> Option<&Arc<Issuer>> {
+        self.issuer_of(token)
+    }
+
+    /// Every reason the token's claims and header would be refused, read
+    /// without the signature (for `explain`: `verify` stops at the first).
+    /// Empty when nothing but the signature or the key could be at fault.
+    pub fn problems(&self, token: &str) -> Vec<String> {
+        let decode = |part: Option<&str>| -> Option<Map<String, Value>> {
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part?).ok()?).ok()
+        };
+        let mut parts = token.split('.');
+        let (Some(header), Some(claims)) = (decode(parts.next()), decode(parts.next())) else {
+            return vec!["not a JWS: the header or the payload is not base64url JSON".to_owned()];
+        };
+        let now = jsonwebtoken::get_current_timestamp();
+        let trusted = claims.get("iss").and_then(Value::as_str).and_then(|i| self.trusted.get(i));
+        let (issuers, audience, max_lifetime): (Vec<&str>, &[String], u64) = match trusted {
+            Some(t) => (vec![t.config.issuer.as_str()], &t.config.audience, t.config.max_lifetime.as_secs()),
+            None => (vec![self.issuer.as_str()], &self.audience, self.max_lifetime),
+        };
+        let mut out = Vec::new();
+        match trusted {
+            Some(t) => {
+                if let Err(e) = check_trusted_typ(&header, t.config.require_typ.as_deref()) {
+                    out.push(e.to_string());
+                }
+                if ["nonce", "at_hash", "c_hash", "s_hash"].iter().any(|c| claims.contains_key(*c)) {
+                    out.push("it is an OpenID Connect ID token (nonce / at_hash / c_hash), not an access token".into());
+                }
+            }
+            None => {
+                let typ = header.get("typ").and_then(Value::as_str).map(str::to_ascii_lowercase);
+                if !matches!(typ.as_deref(), Some("at+jwt" | "application/at+jwt")) {
+                    out.push("header typ is not at+jwt".into());
+                }
+            }
+        }
+        let iss = claims.get("iss").and_then(Value::as_str);
+        match iss {
+            Some(i) if issuers.contains(&i) => {}
+            Some(i) => out.push(format!("iss {i:?} is not {issuers:?}")),
+            None => out.push("iss is missing".into()),
+        }
+        let auds: Vec<&str> = match claims.get("aud") {
+            Some(Value::String(a)) => vec![a.as_str()],
+            Some(Value::Array(l)) => l.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        if !auds.iter().any(|a| audience.iter().any(|x| x == a)) {
+            out.push(format!("aud {auds:?} names none of {audience:?}"));
+        }
+        let number = |name: &str| claims.get(name).and_then(Value::as_f64).map(|n| n as u64);
+        match number("exp") {
+            None => out.push("exp is missing".into()),
+            Some(exp) if exp.saturating_add(self.leeway) < now => {
+                out.push(format!("expired {} s ago", now - exp));
+            }
+            Some(exp)
+                if number("iat").map_or(exp.saturating_sub(now), |iat| exp.saturating_sub(iat)) > max_lifetime =>
+            {
+                out.push(format!("lifetime above max_lifetime ({max_lifetime} s)"));
+            }
+            Some(_) => {}
+        }
+        if number("nbf").is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
+            out.push("not valid yet (nbf)".into());
+        }
+        if !matches!(claims.get("sub"), Some(Value::String(s)) if !s.is_empty()) {
+            out.push("sub is missing or empty".into());
+        }
+        out
     }
 
     /// Our own keys: `kid` picks the key, `alg` must be its algorithm.
@@ -435,6 +537,29 @@ impl VerifyCache {
         }
         entries.insert(token.into(), identity.clone());
     }
+}
+
+/// A trusted issuer's header `typ`: `required` exactly (case-insensitively,
+/// with or without `application/`), else anything an access token is typed
+/// as: absent, `JWT`, `at+jwt`. Any other (`id_token+jwt`, `logout+jwt`,
+/// `dpop+jwt`, ...) is a token for something else.
+fn check_trusted_typ(header: &Map<String, Value>, required: Option<&str>) -> Result<(), TokenError> {
+    let typ = match header.get("typ") {
+        None => None,
+        Some(Value::String(t)) => Some(t.as_str()),
+        Some(_) => return Err(TokenError::Header("typ is not a string")),
+    };
+    let bare = |t: &str| {
+        let lower = t.to_ascii_lowercase();
+        lower.strip_prefix("application/").map_or(lower.clone(), str::to_owned)
+    };
+    let ok = match (required, typ) {
+        (Some(want), Some(got)) => bare(got) == bare(want),
+        (Some(_), None) => false,
+        (None, None) => true,
+        (None, Some(got)) => matches!(bare(got).as_str(), "jwt" | "at+jwt"),
+    };
+    if ok { Ok(()) } else { Err(TokenError::Header("typ is not an access token's")) }
 }
 
 /// Headers no token of ours or of a trusted issuer needs, each a known attack:

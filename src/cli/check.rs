@@ -77,20 +77,26 @@ fn summary(state: &State) -> String {
         );
     }
     let _ = writeln!(out, "\nroutes (longest prefix wins; gateway endpoints first):");
-    let _ = writeln!(out, "  {:<24} {:<20} {:<14} {:<9} {:<16} upstream", "path", "host", "methods", "auth", "roles");
+    let _ = writeln!(
+        out,
+        "  {:<24} {:<20} {:<14} {:<9} {:<16} {:<16} upstream",
+        "path", "host", "methods", "auth", "roles", "scopes"
+    );
     for r in state.router.routes() {
         let methods =
             r.methods.as_ref().map_or("*".to_owned(), |m| m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","));
         let roles = if r.roles.is_empty() { "-".to_owned() } else { r.roles.join(",") };
+        let scopes = if r.scopes.is_empty() { "-".to_owned() } else { r.scopes.join(",") };
         let path = if r.strip_prefix { format!("{} (stripped)", r.path) } else { r.path.clone() };
         let _ = writeln!(
             out,
-            "  {:<24} {:<20} {:<14} {:<9} {:<16} {}",
+            "  {:<24} {:<20} {:<14} {:<9} {:<16} {:<16} {}",
             path,
             r.host.as_deref().unwrap_or("*"),
             methods,
             r.auth.to_string(),
             roles,
+            scopes,
             r.upstream
         );
     }

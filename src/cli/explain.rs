@@ -22,6 +22,22 @@ pub struct ExplainArgs {
 
 pub fn explain(config_path: &Path, args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let state = super::load_state(config_path, LoadMode::CheckOnly)?;
+    // A trusted issuer's token needs that issuer's keys: fetched from its
+    // jwks_url, as the gateway would at start (explain needs the network for that).
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(explain_with(&state, args))
+}
+
+async fn explain_with(state: &authgate::State, args: &ExplainArgs) -> anyhow::Result<ExitCode> {
+    if let Some(issuer) = args.token.as_deref().and_then(|t| state.verifier.trusted_issuer_named(t)) {
+        issuer.spawn_refresh();
+        if !issuer.wait_for_first_fetch().await {
+            println!(
+                "token:    cannot judge: the keys of issuer {:?} could not be fetched from {} (explain fetches them; is it reachable from here?)",
+                issuer.config.issuer, issuer.config.jwks_url
+            );
+        }
+    }
     let method = Method::from_bytes(args.method.as_bytes()).context("not an HTTP method")?;
     let uri: Uri = args.url.parse().context("not a URL or path")?;
     let host = uri.host().map(str::to_ascii_lowercase);
@@ -40,9 +56,16 @@ pub fn explain(config_path: &Path, args: &ExplainArgs) -> anyhow::Result<ExitCod
         let value = HeaderValue::from_str(&format!("Bearer {token}")).context("the token is not header-safe")?;
         headers.insert(header::AUTHORIZATION, value);
     }
-    let identity = match auth::authenticate(&method, &headers, r.auth, &state.verifier, false) {
+    let identity = match auth::authenticate(&method, &headers, r.auth, &state.verifier, false).await {
         Ok(identity) => identity,
-        Err(e) => return Ok(verdict(GatewayError::from(e))),
+        Err(e) => {
+            let exit = verdict(GatewayError::from(e));
+            // Every reason at once, not the first the verifier stopped at.
+            for problem in args.token.as_deref().map(|t| state.verifier.problems(t)).unwrap_or_default() {
+                println!("          - {problem}");
+            }
+            return Ok(exit);
+        }
     };
     match &identity {
         Some(id) => println!("token:    valid: sub {:?}, roles {:?}, expires at {}", id.sub, id.roles, id.expires_at),

@@ -219,6 +219,8 @@ pub struct TrustedIssuer {
     pub ca_file: Option<PathBuf>,
     /// The longest a token of this issuer may live (`exp - iat`, `exp - now`).
     pub max_lifetime: Duration,
+    /// The header `typ` every token must have (RFC 9068's `at+jwt`); `None`: any access-token `typ`.
+    pub require_typ: Option<String>,
     pub location: Location,
 }
 

@@ -112,6 +112,7 @@ pub struct RawTrusted {
     pub roles_claim: Option<S<String>>,
     pub ca_file: Option<S<String>>,
     pub max_lifetime: Option<S<String>>,
+    pub require_typ: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

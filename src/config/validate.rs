@@ -460,6 +460,13 @@ fn trusted_issuer(c: &mut Checker<'_>, t: &S<RawTrusted>) -> Option<TrustedIssue
         roles_claim,
         ca_file: r.ca_file.as_ref().map(|p| c.path(p)),
         max_lifetime: c.duration(&r.max_lifetime, Duration::from_secs(24 * 3600)),
+        require_typ: r.require_typ.as_ref().and_then(|t| {
+            if t.get_ref().is_empty() || !t.get_ref().is_ascii() {
+                c.error(t.span(), "`require_typ` must be a media type such as `at+jwt`");
+                return None;
+            }
+            Some(t.get_ref().clone())
+        }),
         location,
     })
 }

@@ -23,7 +23,7 @@ pub async fn logout(
     state: &State,
 ) -> Result<Response<Body>, GatewayError> {
     super::refuse_cross_site(&parts, state)?;
-    let caller = super::caller(&parts, state)?;
+    let caller = super::caller(&parts, state).await?;
     let request: Option<RefreshRequest> = super::read_optional_json(body, state).await?;
     let stores = super::stores(state)?;
     let until = caller.expires_at.saturating_add(state.config.tokens.leeway.as_secs());

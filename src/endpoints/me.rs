@@ -8,7 +8,7 @@ use crate::body::Body;
 use crate::error::GatewayError;
 use crate::state::State;
 
-pub fn me(parts: &Parts, state: &State) -> Result<Response<Body>, GatewayError> {
-    let caller = super::caller(parts, state)?;
+pub async fn me(parts: &Parts, state: &State) -> Result<Response<Body>, GatewayError> {
+    let caller = super::caller(parts, state).await?;
     Ok(super::json_response(StatusCode::OK, &Value::Object(caller.claims.clone())))
 }

@@ -78,7 +78,7 @@ pub async fn serve(
         (E::Login, &Method::POST) => login::login(parts, body, downstream, state).await,
         (E::Refresh, &Method::POST) => refresh::refresh(parts, body, downstream, state).await,
         (E::Logout, &Method::POST) => logout::logout(parts, body, downstream, state).await,
-        (E::Me, &Method::GET | &Method::HEAD) => me::me(&parts, state),
+        (E::Me, &Method::GET | &Method::HEAD) => me::me(&parts, state).await,
         (E::Revoke, &Method::POST) => revoke::revoke(parts, body, state).await,
         (E::Jwks, &Method::GET | &Method::HEAD) => Ok(jwks::jwks(state)),
         (_, method) => Err(GatewayError::MethodNotAllowed(method.clone())),
@@ -106,9 +106,10 @@ pub async fn read_optional_json<T: DeserializeOwned>(body: Incoming, state: &Sta
 }
 
 /// The verified, not revoked caller (Bearer header, or cookie with CSRF).
-pub fn caller(parts: &Parts, state: &State) -> Result<std::sync::Arc<Identity>, GatewayError> {
+pub async fn caller(parts: &Parts, state: &State) -> Result<std::sync::Arc<Identity>, GatewayError> {
     let cookie_mode = state.config.login.cookies;
-    let identity = auth::authenticate(&parts.method, &parts.headers, AuthMode::Required, &state.verifier, cookie_mode)?
+    let identity = auth::authenticate(&parts.method, &parts.headers, AuthMode::Required, &state.verifier, cookie_mode)
+        .await?
         .ok_or(AuthError::MissingToken)?;
     auth::check_revocation(&identity, state.stores.as_deref())?;
     Ok(identity)

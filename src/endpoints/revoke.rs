@@ -23,7 +23,7 @@ struct RevokeRequest {
 }
 
 pub async fn revoke(parts: Parts, body: Incoming, state: &State) -> Result<Response<Body>, GatewayError> {
-    let caller = super::caller(&parts, state)?;
+    let caller = super::caller(&parts, state).await?;
     if !caller.roles.contains(&state.config.login.admin_role) {
         return Err(AuthError::InsufficientRole.into());
     }

@@ -245,7 +245,10 @@ pub fn set_identity(headers: &mut HeaderMap, identity: &Identity, config: &Heade
     if identity.roles.iter().any(|r| r.is_empty() || r.contains(',') || r.trim() != r) {
         return Err(TokenError::Claims("a role is empty, has a comma or surrounding spaces"));
     }
-    headers.insert(config.roles.clone(), value(&identity.roles.join(","))?);
+    // No roles: no header at all (an empty one reads as "a role named ''" to some apps).
+    if !identity.roles.is_empty() {
+        headers.insert(config.roles.clone(), value(&identity.roles.join(","))?);
+    }
     for (path, name) in &config.claims {
         let text = match claim_path(&identity.claims, path) {
             None | Some(Value::Null) => continue,
@@ -433,6 +436,15 @@ mod tests {
         assert_eq!(h["x-auth-email"], "alice@example.com");
         assert_eq!(h["x-auth-tier"], "3");
         assert!(!h.contains_key("x-auth-absent"));
+    }
+
+    /// Regression: a token without roles produced an empty `X-Auth-Roles:`.
+    #[test]
+    fn no_roles_no_roles_header() {
+        let mut h = HeaderMap::new();
+        set_identity(&mut h, &Identity { roles: vec![], ..alice() }, &config("")).unwrap();
+        assert_eq!(h["x-auth-user"], "alice");
+        assert!(!h.contains_key("x-auth-roles"), "{h:?}");
     }
 
     #[test]

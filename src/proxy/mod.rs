@@ -170,7 +170,8 @@ async fn serve(
         return Ok(cors::preflight(&parts, cors));
     }
     let cookie_mode = state.config.login.enabled && state.config.login.cookies;
-    let identity = auth::authenticate(&parts.method, &parts.headers, target.route.auth, &state.verifier, cookie_mode)?;
+    let identity =
+        auth::authenticate(&parts.method, &parts.headers, target.route.auth, &state.verifier, cookie_mode).await?;
     if let Some(identity) = &identity {
         notes.sub = Some(identity.sub.clone());
         auth::check_revocation(identity, state.stores.as_deref())?;

@@ -22,7 +22,11 @@ pub fn handle<B>(request: &Request<B>, health: &Health, state: &State) -> Respon
     let jwks: Vec<_> = state
         .trusted
         .iter()
-        .map(|i| json!({"issuer": i.config.issuer, "keys": i.key_count(), "age_s": i.keys_age().map(|a| a.as_secs())}))
+        .map(|i| {
+            // An issuer whose keys never arrived refuses every one of its tokens: say so.
+            let status = if i.key_count() == 0 { "no_keys" } else { "ok" };
+            json!({"issuer": i.config.issuer, "status": status, "keys": i.key_count(), "age_s": i.keys_age().map(|a| a.as_secs())})
+        })
         .collect();
     let (status, document) = match (request.method().as_str(), request.uri().path()) {
         ("GET" | "HEAD", "/healthz") => (StatusCode::OK, json!({"status": "ok"})),

@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod gateway;
 pub mod h2raw;
 pub mod jwks;
+pub mod oidc;
 pub mod process;
 pub mod python;
 pub mod redis;
