@@ -184,7 +184,8 @@ async fn what_a_promoted_replica_missed_is_written_back_and_spent_stays_spent() 
     let mut cluster = SentinelCluster::start("ha-merge");
     let dir = setup();
     // Acknowledged without a replica: the loss this test needs, which `WAIT` otherwise prevents.
-    let text = config(&store(&cluster.url(), "ack_replicas = 0\n"));
+    let text = config(&store(&cluster.url(), "ack_replicas = 0\n"))
+        .replace("[login]\nenabled = true\n", "[login]\nenabled = true\nrefresh_reuse_grace = \"0s\"\n");
     let mut gateways = Vec::new();
     for name in ["one.toml", "two.toml", "three.toml"] {
         gateways.push(GatewayProcess::start(dir.path(), name, &text).await);
@@ -204,10 +205,13 @@ async fn what_a_promoted_replica_missed_is_written_back_and_spent_stays_spent() 
     let synced = support::eventually(Duration::from_secs(5), || async { in_sync(cluster.node(old)).then_some(()) });
     assert!(synced.await.is_some(), "the replicas did not catch up");
 
-    // The replicas stop hearing the primary; three writes reach the primary alone.
+    // The replicas stop hearing the primary: stopped, and their links cut (what the
+    // kernel had buffered for them would otherwise still arrive); three writes
+    // reach the primary alone.
     for replica in &cluster.nodes[1..] {
         replica.signal("STOP");
     }
+    assert!(cluster.node(old).cli(&["CLIENT", "KILL", "TYPE", "replica"]).is_some());
     assert_eq!(revoke_via_api(&gateways[0], &admin, &format!("{{\"jti\":\"{}\"}}", jti_of(&victim))).await, 204);
     let (status, _) = refresh(&gateways[1], &second).await;
     assert_eq!(status, 200, "the rotation on the primary alone");
@@ -231,6 +235,15 @@ async fn what_a_promoted_replica_missed_is_written_back_and_spent_stays_spent() 
     })
     .await;
     assert!(written_back.is_some(), "the revocations the promoted replica missed were not written back");
+    // Only gateway two spent `second`: it marks it spent again on the new master.
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, second.as_bytes());
+    let hash: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let spent_again = support::eventually(Duration::from_secs(2), || async {
+        let spent = cluster.node(master).cli(&["HGET", &format!("authgate:rt:{hash}"), "spent"]).unwrap_or_default();
+        (spent == "1").then_some(())
+    })
+    .await;
+    assert!(spent_again.is_some(), "the refresh token spent on the old primary was not marked spent again");
 
     // A gateway started now refuses them, and the refresh token spent on the old primary stays spent.
     let fresh = GatewayProcess::start(dir.path(), "four.toml", &text).await;

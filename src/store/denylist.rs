@@ -21,6 +21,9 @@ use super::{Changes, Cursor, Revocation, Store, now};
 /// How long one feed call waits for a change before confirming "nothing new".
 pub const FEED_BLOCK: Duration = Duration::from_millis(500);
 
+/// The longest pause between two feed calls while the store fails.
+const MAX_RETRY: Duration = Duration::from_millis(250);
+
 pub struct Replica {
     /// jti -> expires_at
     jtis: papaya::HashMap<String, u64>,
@@ -278,7 +281,9 @@ async fn run(store: Arc<dyn Store>, replica: Arc<Replica>, mut cursor: Option<Cu
                     tracing::error!(backend = store.backend(), error = %crate::error::chain(&e), "denylist feed failed; retrying");
                 }
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                // Short: after a failover the feed must reach the new master
+                // (and reload from it) well within a second of it being found.
+                backoff = (backoff * 2).min(MAX_RETRY);
             }
         }
     }
