@@ -34,23 +34,29 @@ pub fn json(value: &serde_json::Value) -> Body {
     full(serde_json::to_vec(value).unwrap_or_default())
 }
 
+/// Why `read_capped` gave up; `crate::error` says what the client is told.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("the request body exceeds {0} bytes")]
+    TooLarge(usize),
+    #[error("the request body did not arrive in time")]
+    Timeout,
+    #[error("the request body could not be read")]
+    Malformed(#[source] BoxError),
+}
+
 /// Reads a whole body of at most `limit` bytes within `timeout` (a client
-/// trickling its body must not hold an endpoint: 408), for the gateway's own
+/// trickling its body must not hold an endpoint), for the gateway's own
 /// small bodies (endpoints, echo); never used on the proxy path.
 pub async fn read_capped(
     body: hyper::body::Incoming,
     limit: usize,
     timeout: std::time::Duration,
-) -> Result<Bytes, crate::error::GatewayError> {
-    use crate::error::GatewayError;
+) -> Result<Bytes, ReadError> {
     let collecting = http_body_util::Limited::new(body, limit).collect();
-    let collected = tokio::time::timeout(timeout, collecting).await.map_err(|_| GatewayError::BodyTimeout)?;
+    let collected = tokio::time::timeout(timeout, collecting).await.map_err(|_| ReadError::Timeout)?;
     let collected = collected.map_err(|e| {
-        if e.is::<http_body_util::LengthLimitError>() {
-            GatewayError::PayloadTooLarge
-        } else {
-            GatewayError::BadRequest("the request body could not be read")
-        }
+        if e.is::<http_body_util::LengthLimitError>() { ReadError::TooLarge(limit) } else { ReadError::Malformed(e) }
     })?;
     Ok(collected.to_bytes())
 }

@@ -4,14 +4,15 @@
 //! maps it to a status, the fixed JSON body `{"error","message"}` and, for
 //! 401 and 403, an RFC 6750 `WWW-Authenticate`. The match is exhaustive
 //! with no wildcard, so a new error cannot slip out without a decided
-//! answer. Clients get the fixed text; the cause chain goes to the log.
+//! answer. Clients get the fixed text; the cause chain goes to the log
+//! (`crate::report::chain`).
 
 use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::auth::{AuthError, TokenError};
-use crate::body::{self, Body};
-use crate::proxy::client::UpstreamError;
+use crate::body::{self, Body, ReadError};
 use crate::router::RouteError;
+use crate::upstream::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -46,6 +47,8 @@ pub enum GatewayError {
     TooManyAttempts(std::time::Duration),
     #[error("internal error: {0}")]
     Internal(&'static str),
+    #[error("reading the request body")]
+    Body(#[from] crate::body::ReadError),
     #[error("method not allowed: {0}")]
     MethodNotAllowed(http::Method),
     #[error("not found")]
@@ -137,13 +140,13 @@ impl GatewayError {
             GatewayError::HeadersTooLarge => {
                 a(S::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "the request headers are too large")
             }
-            GatewayError::PayloadTooLarge => {
+            GatewayError::PayloadTooLarge | GatewayError::Body(ReadError::TooLarge(_)) => {
                 a(S::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
             }
-            GatewayError::BadRequest(_) | GatewayError::Framing(_) => {
+            GatewayError::BadRequest(_) | GatewayError::Framing(_) | GatewayError::Body(ReadError::Malformed(_)) => {
                 a(S::BAD_REQUEST, "bad_request", "the request is malformed")
             }
-            GatewayError::BodyTimeout => {
+            GatewayError::BodyTimeout | GatewayError::Body(ReadError::Timeout) => {
                 a(S::REQUEST_TIMEOUT, "request_timeout", "the request body did not arrive in time")
             }
             GatewayError::MethodNotAllowed(_) => {
@@ -170,7 +173,10 @@ impl GatewayError {
 
     pub fn into_response(self) -> Response<Body> {
         let answer = self.answer();
-        let close = matches!(self, GatewayError::Framing(_) | GatewayError::BodyTimeout);
+        let close = matches!(
+            self,
+            GatewayError::Framing(_) | GatewayError::BodyTimeout | GatewayError::Body(ReadError::Timeout)
+        );
         let retry_after = match &self {
             GatewayError::TooManyAttempts(wait) => Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)),
             _ => None,
@@ -202,16 +208,4 @@ impl GatewayError {
         }
         response
     }
-}
-
-/// The full cause chain, for one log field.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

@@ -21,14 +21,19 @@
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod downstream;
 pub mod endpoints;
 pub mod error;
 pub mod metrics;
+pub mod path;
 pub mod proxy;
+pub mod report;
 pub mod router;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod tls;
+pub mod upstream;
 
 pub use server::Gateway;
 pub use state::State;

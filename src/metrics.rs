@@ -37,6 +37,16 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// What the scrape-time gauges show, read by the caller from the live state
+/// (so this module needs neither the stores nor the issuers).
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// Each trusted issuer and the age of its keys (`None`: never fetched).
+    pub jwks_ages: Vec<(String, Option<std::time::Duration>)>,
+    /// Denylist entries and staleness (`None`: never confirmed), with a store.
+    pub denylist: Option<(usize, Option<std::time::Duration>)>,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -118,18 +128,15 @@ impl Default for Metrics {
 
 impl Metrics {
     /// The text exposition, with the denylist gauges read now.
-    pub fn render(
-        &self,
-        stores: Option<&crate::store::Stores>,
-        trusted: &[std::sync::Arc<crate::auth::trusted::Issuer>],
-    ) -> String {
-        for issuer in trusted {
-            let age = issuer.keys_age().map_or(-1.0, |a| a.as_secs_f64());
-            self.jwks_age.get_or_create(&IssuerLabels { issuer: issuer.config.issuer.clone() }).set(age);
+    /// The text exposition, with the gauges read at scrape time set from `now`.
+    pub fn render(&self, now: &Observed) -> String {
+        for (issuer, age) in &now.jwks_ages {
+            let age = age.map_or(-1.0, |a| a.as_secs_f64());
+            self.jwks_age.get_or_create(&IssuerLabels { issuer: issuer.clone() }).set(age);
         }
-        if let Some(s) = stores {
-            self.denylist_entries.set(i64::try_from(s.denylist.len()).unwrap_or(i64::MAX));
-            self.denylist_staleness.set(s.denylist.staleness().map_or(-1.0, |d| d.as_secs_f64()));
+        if let Some((entries, staleness)) = now.denylist {
+            self.denylist_entries.set(i64::try_from(entries).unwrap_or(i64::MAX));
+            self.denylist_staleness.set(staleness.map_or(-1.0, |d| d.as_secs_f64()));
         }
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use crate::auth::Verifier;
 use crate::auth::keys::{KeySet, LoadMode};
 use crate::config::{Config, ConfigErrors, sort_diagnostics};
-use crate::proxy::client::UpstreamClient;
 use crate::router::Router;
+use crate::upstream::UpstreamClient;
 
 pub struct State {
     pub config: Config,
@@ -63,7 +63,7 @@ impl State {
         let mut errors = Vec::new();
         let keys = KeySet::load(&config.tokens, mode).map_err(|e| errors.extend(e)).ok();
         let tls = match &config.server.tls {
-            Some(tls) => match crate::server::tls::acceptor(tls, mode) {
+            Some(tls) => match crate::tls::acceptor(tls, mode) {
                 Ok(a) => Some(a),
                 Err(d) => {
                     errors.push(d);

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use authgate::config::Config;
+use authgate::path::normalize;
 use authgate::proxy::headers;
-use authgate::router::path::normalize;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
 

@@ -2,7 +2,7 @@
 //! or empty segment, no encoded separator, and normalises to itself.
 #![no_main]
 
-use authgate::router::path::normalize;
+use authgate::path::normalize;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -124,7 +124,7 @@ fn load_key(spec: &KeySpec, mode: LoadMode) -> Result<Loaded, String> {
     let alg = spec.algorithm;
     match &spec.source {
         KeySource::Secret(source) => {
-            let secret = read_secret(source)?;
+            let secret = source.read()?;
             hmac_key(spec, &secret).map(|(v, s)| Loaded::Ready(Box::new(v), Some(s)))
         }
         KeySource::Private { source, generate_if_missing } => {
@@ -145,7 +145,7 @@ fn load_key(spec: &KeySpec, mode: LoadMode) -> Result<Loaded, String> {
                     Err(e) => return Err(format!("cannot create {}: {e}", path.display())),
                 }
             }
-            let material = read_secret(source)?;
+            let material = source.read()?;
             if is_hmac(alg) {
                 return hmac_key(spec, &material).map(|(v, s)| Loaded::Ready(Box::new(v), Some(s)));
             }
@@ -268,42 +268,6 @@ fn round_trip(signing: &SigningKey, verify: &VerifyKey) -> Result<(), String> {
         .map(|_| ())
         .map_err(|e| format!("the private key does not verify its own signature: {e}"))
 }
-
-/// A secret's bytes from a file (warning if others may read it), an
-/// environment variable, or the config; one final newline is dropped.
-pub fn read_secret(source: &SecretSource) -> Result<Vec<u8>, String> {
-    let mut bytes = match source {
-        SecretSource::File(path) => {
-            warn_if_readable_by_others(path);
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        }
-        SecretSource::Env(name) => std::env::var(name)
-            .map_err(|_| format!("environment variable `{name}` is not set or not UTF-8"))?
-            .into_bytes(),
-        SecretSource::Inline(s) => s.clone().into_bytes(),
-    };
-    // Editors and `echo` add a final newline; it is not part of the secret.
-    if bytes.ends_with(b"\n") {
-        bytes.pop();
-        if bytes.ends_with(b"\r") {
-            bytes.pop();
-        }
-    }
-    Ok(bytes)
-}
-
-#[cfg(unix)]
-fn warn_if_readable_by_others(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o077 != 0
-    {
-        tracing::warn!(path = %path.display(), "key file is readable by group or others; chmod 600 it");
-    }
-}
-
-#[cfg(not(unix))]
-fn warn_if_readable_by_others(_: &Path) {}
 
 /// New key material for an algorithm: a PKCS#8 PEM private key, or for HMAC a
 /// 256-bit random secret as base64url text.

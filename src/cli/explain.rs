@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use authgate::auth::keys::LoadMode;
 use authgate::auth::{self, AuthError};
-use authgate::error::{GatewayError, chain};
+use authgate::error::GatewayError;
+use authgate::report::chain;
 use http::{HeaderMap, HeaderValue, Method, Uri, header};
 
 #[derive(Debug, clap::Args)]

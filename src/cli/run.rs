@@ -17,8 +17,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
-        let stores =
-            authgate::store::Stores::start(&state.config, &state.metrics).await.context("cannot open the store")?;
+        let stores = authgate::store::Stores::start(&state.config, state.metrics.store_errors.clone())
+            .await
+            .context("cannot open the store")?;
         state.stores = Some(std::sync::Arc::new(stores));
         let gateway = Gateway::start(state).await?;
         tracing::info!(config = %config_path.display(), "authgate ready");

@@ -199,6 +199,44 @@ pub enum SecretSource {
     Inline(String),
 }
 
+impl SecretSource {
+    /// A secret's bytes from a file (warning if others may read it), an
+    /// environment variable, or the config; one final newline is dropped.
+    pub fn read(&self) -> Result<Vec<u8>, String> {
+        let mut bytes = match self {
+            SecretSource::File(path) => {
+                warn_if_readable_by_others(path);
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            }
+            SecretSource::Env(name) => std::env::var(name)
+                .map_err(|_| format!("environment variable `{name}` is not set or not UTF-8"))?
+                .into_bytes(),
+            SecretSource::Inline(s) => s.clone().into_bytes(),
+        };
+        // Editors and `echo` add a final newline; it is not part of the secret.
+        if bytes.ends_with(b"\n") {
+            bytes.pop();
+            if bytes.ends_with(b"\r") {
+                bytes.pop();
+            }
+        }
+        Ok(bytes)
+    }
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(path = %path.display(), "key file is readable by group or others; chmod 600 it");
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_: &Path) {}
+
 impl fmt::Debug for SecretSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -16,7 +16,7 @@ use http::{HeaderName, Method};
 
 use super::raw::{OneOrMany, RawConfig, RawKey, RawLimits, RawRoute, RawTrusted, S};
 use super::*;
-use crate::router::path::{NormalizeError, normalize};
+use crate::path::{NormalizeError, normalize};
 
 /// Headers that carry framing, routing or credentials: never an identity header.
 const RESERVED_HEADERS: &[&str] = &[

@@ -7,8 +7,8 @@ use serde::Deserialize;
 
 use crate::auth::password::MAX_PASSWORD_BYTES;
 use crate::body::Body;
+use crate::downstream::Downstream;
 use crate::error::GatewayError;
-use crate::server::Downstream;
 use crate::state::State;
 use crate::store::now;
 

@@ -11,8 +11,8 @@ use hyper::body::Incoming;
 
 use super::refresh::{RefreshRequest, presented};
 use crate::body::Body;
+use crate::downstream::Downstream;
 use crate::error::GatewayError;
-use crate::server::Downstream;
 use crate::state::State;
 use crate::store::{Revocation, now};
 

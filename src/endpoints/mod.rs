@@ -24,8 +24,8 @@ use serde::de::DeserializeOwned;
 use crate::auth::{self, AuthError, Identity};
 use crate::body::{self, Body};
 use crate::config::AuthMode;
+use crate::downstream::Downstream;
 use crate::error::GatewayError;
-use crate::server::Downstream;
 use crate::state::State;
 use crate::store::Stores;
 
@@ -87,7 +87,7 @@ pub async fn serve(
 
 /// An endpoint's whole body: at most `MAX_JSON_BODY` bytes (413), within `request_body_timeout` (408).
 async fn read_body(body: Incoming, state: &State) -> Result<bytes::Bytes, GatewayError> {
-    body::read_capped(body, MAX_JSON_BODY, state.config.server.limits.request_body_timeout).await
+    Ok(body::read_capped(body, MAX_JSON_BODY, state.config.server.limits.request_body_timeout).await?)
 }
 
 /// Reads a JSON body of at most `MAX_JSON_BODY` bytes: 413 past it, 400 when malformed.

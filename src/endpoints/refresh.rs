@@ -13,8 +13,8 @@ use serde::Deserialize;
 
 use crate::auth::cookies::{self, REFRESH_COOKIE};
 use crate::body::Body;
+use crate::downstream::Downstream;
 use crate::error::GatewayError;
-use crate::server::Downstream;
 use crate::state::State;
 use crate::store::{Rotation, now};
 

@@ -7,7 +7,6 @@
 //! without passing policy. Header rules live in `headers`, the pooled
 //! client in `client`, WebSockets in `upgrade`, the try-out upstream in `echo`.
 
-pub mod client;
 pub mod cors;
 pub mod echo;
 pub mod headers;
@@ -23,10 +22,11 @@ use hyper::body::Incoming;
 use crate::auth::{self, Authorized};
 use crate::body::{self, Body};
 use crate::config::Upstream;
-use crate::error::{GatewayError, chain};
+use crate::downstream::Downstream;
+use crate::error::GatewayError;
 use crate::metrics::RequestLabels;
+use crate::report::chain;
 use crate::router::RouteMatch;
-use crate::server::Downstream;
 use crate::state::State;
 
 /// What the log line and the metrics learn of a request as it goes.
@@ -156,7 +156,7 @@ async fn serve(
         return Err(GatewayError::BadRequest("a method in the wrong case"));
     }
     // Normalized once: endpoints and routes decide on the same string.
-    let path = crate::router::path::normalize(parts.uri.path()).map_err(crate::router::RouteError::from)?;
+    let path = crate::path::normalize(parts.uri.path()).map_err(crate::router::RouteError::from)?;
     if let Some(endpoint) = crate::endpoints::find(&path, state) {
         notes.route = "endpoint".to_owned();
         return crate::endpoints::serve(endpoint, parts, body, downstream, state).await;

@@ -8,15 +8,13 @@
 //! (one map probe per segment), so its cost does not grow with the number of
 //! routes. It decides; it does not authenticate or forward.
 
-pub mod path;
-
 use std::collections::HashMap;
 
 use http::request::Parts;
 use http::{Method, header};
 
 use crate::config::Route;
-pub use path::NormalizeError;
+pub use crate::path::NormalizeError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
@@ -78,7 +76,7 @@ impl Router {
         raw_path: &str,
         query: Option<&str>,
     ) -> Result<RouteMatch<'_>, RouteError> {
-        self.route_normalized(method, host, path::normalize(raw_path)?, query)
+        self.route_normalized(method, host, crate::path::normalize(raw_path)?, query)
     }
 
     /// Routes a path that `path::normalize` produced.

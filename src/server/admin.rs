@@ -45,7 +45,11 @@ pub fn handle<B>(request: &Request<B>, health: &Health, state: &State) -> Respon
             (StatusCode::SERVICE_UNAVAILABLE, body)
         }
         ("GET", "/metrics") => {
-            let mut response = Response::new(body::full(state.metrics.render(store, &state.trusted)));
+            let observed = crate::metrics::Observed {
+                jwks_ages: state.trusted.iter().map(|i| (i.config.issuer.clone(), i.keys_age())).collect(),
+                denylist: store.map(|s| (s.denylist.len(), s.denylist.staleness())),
+            };
+            let mut response = Response::new(body::full(state.metrics.render(&observed)));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

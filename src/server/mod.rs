@@ -13,7 +13,6 @@ pub mod admin;
 mod connection;
 mod idle;
 pub mod reload;
-pub mod tls;
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,6 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+
+use crate::downstream::Downstream;
 use hyper::Request;
 use hyper::body::Incoming;
 use tokio::net::{TcpListener, TcpStream};
@@ -29,14 +30,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::state::State;
-
-/// The client end of a connection.
-#[derive(Debug, Clone, Copy)]
-pub struct Downstream {
-    pub peer: SocketAddr,
-    /// Whether the connection arrived over TLS.
-    pub tls: bool,
-}
 
 /// Liveness and readiness, shared with the admin listener.
 #[derive(Debug, Default)]

@@ -190,7 +190,7 @@ pub async fn follow(store: Arc<dyn Store>, replica: Arc<Replica>, grace: u64, er
     let cursor = match load(&*store, &replica).await {
         Ok(c) => Some(c),
         Err(e) => {
-            tracing::error!(backend = store.backend(), error = %crate::error::chain(&e), "cannot load the denylist; retrying");
+            tracing::error!(backend = store.backend(), error = %crate::report::chain(&e), "cannot load the denylist; retrying");
             None
         }
     };
@@ -278,7 +278,7 @@ async fn run(store: Arc<dyn Store>, replica: Arc<Replica>, mut cursor: Option<Cu
                 errors.inc();
                 if failing_since.is_none() {
                     failing_since = Some(Instant::now());
-                    tracing::error!(backend = store.backend(), error = %crate::error::chain(&e), "denylist feed failed; retrying");
+                    tracing::error!(backend = store.backend(), error = %crate::report::chain(&e), "denylist feed failed; retrying");
                 }
                 tokio::time::sleep(backoff).await;
                 // Short: after a failover the feed must reach the new master

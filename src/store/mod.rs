@@ -207,10 +207,13 @@ pub struct Stores {
 impl Stores {
     /// Opens the configured store, loads the denylist copy and starts following the feed.
     /// A store that is down at start is not fatal: the copy stays unconfirmed until it answers.
-    pub async fn start(config: &Config, metrics: &crate::metrics::Metrics) -> Result<Stores, StoreError> {
+    /// `errors` counts the feed's failed calls (`authgate_store_errors_total`).
+    pub async fn start(
+        config: &Config,
+        errors: prometheus_client::metrics::counter::Counter,
+    ) -> Result<Stores, StoreError> {
         let store = open(&config.store).await?;
         let denylist = Arc::new(denylist::Replica::default());
-        let errors = metrics.store_errors.clone();
         denylist::follow(store.clone(), denylist.clone(), config.tokens.leeway.as_secs(), errors).await;
         Ok(Stores {
             store,

@@ -48,7 +48,9 @@ impl TestGateway {
         std::fs::write(&path, &src).expect("write config");
         let config = Config::from_str(&src, &path).unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{src}"));
         let mut state = authgate::State::build(config, LoadMode::Run).unwrap_or_else(|e| panic!("state: {e}"));
-        let stores = authgate::store::Stores::start(&state.config, &state.metrics).await.expect("open the store");
+        let stores = authgate::store::Stores::start(&state.config, state.metrics.store_errors.clone())
+            .await
+            .expect("open the store");
         state.stores = Some(std::sync::Arc::new(stores));
         let gateway = Gateway::start(state).await.expect("start gateway");
         let a = gateway.addresses;

@@ -63,7 +63,7 @@ impl Master {
         let (client, found) = match resolve(&source, timeout).await {
             Ok(client) => (client, true),
             Err(e) => {
-                tracing::warn!(error = %crate::error::chain(&e), "no Redis master found through the Sentinels yet; retrying");
+                tracing::warn!(error = %crate::report::chain(&e), "no Redis master found through the Sentinels yet; retrying");
                 // Points nowhere; replaced by the first successful rediscovery.
                 (Client::open("redis://127.0.0.1:1").map_err(StoreError::Redis)?, false)
             }
@@ -130,14 +130,14 @@ impl Master {
                                 self.link.store(Arc::new(link));
                             }
                             Err(e) => {
-                                tracing::error!(error = %crate::error::chain(&e), "cannot connect to the new Redis master")
+                                tracing::error!(error = %crate::report::chain(&e), "cannot connect to the new Redis master")
                             }
                         }
                     }
                     return;
                 }
                 Err(e) => {
-                    tracing::debug!(error = %crate::error::chain(&e), "no Redis master yet");
+                    tracing::debug!(error = %crate::report::chain(&e), "no Redis master yet");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(REDISCOVER_MAX_DELAY);
                 }

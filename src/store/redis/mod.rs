@@ -157,7 +157,7 @@ impl RedisStore {
         timeout: Duration,
         ack_replicas: Option<u32>,
     ) -> Result<RedisStore, StoreError> {
-        let url = crate::auth::keys::read_secret(url).map_err(StoreError::Config)?;
+        let url = url.read().map_err(StoreError::Config)?;
         let url = String::from_utf8(url).map_err(|_| StoreError::Config("the Redis URL is not UTF-8".into()))?;
         let master = Master::connect(url.trim(), timeout).await?;
         Ok(RedisStore {
