@@ -21,6 +21,7 @@
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod decide;
 pub mod downstream;
 pub mod endpoints;
 pub mod error;

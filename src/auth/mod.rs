@@ -1,10 +1,12 @@
 //! Authentication and authorization: who is calling, and may they.
 //!
 //! The request path through here is `extract` (the credential's syntax) ->
-//! `verify` (signature and claims, keys from `keys`) -> denylist (the store,
-//! in the stores work) -> `policy` (route rules, builds `Authorized`).
-//! `mint` makes our own tokens. Nothing here touches the network or the
-//! upstream request.
+//! `verify` (signature and claims, keys from `keys`) -> the denylist (the
+//! stores' in-process copy) -> `policy` (route rules, builds `Authorized`).
+//! Two types carry the result, and only this module can make them:
+//! `Authenticated` (verified and not revoked: `authenticate` is the one way
+//! to get one) and `Authorized` (and allowed by the route: `authorize`).
+//! `mint` makes our own tokens. Nothing here touches the upstream request.
 
 pub mod cookies;
 pub mod extract;
@@ -23,7 +25,7 @@ use http::{HeaderMap, Method};
 
 use crate::config::{AuthMode, OnUnavailable};
 use crate::store::Stores;
-pub use policy::{Authorized, authorize};
+pub use policy::{Authorized, authorize, require_role};
 pub use verify::{Identity, TokenError, Verifier, claim_path};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,42 +46,67 @@ pub enum AuthError {
     CsrfFailed,
 }
 
-/// Finds and verifies the caller's token as the route's `auth` mode asks:
-/// the Bearer header, else (cookie mode) the access cookie with its CSRF
-/// rule. A request with a header never falls back to the cookie.
-/// `Ok(None)`: anonymous, allowed only where the mode allows it.
+/// A caller whose token was verified and is not revoked. Only
+/// `authenticate` makes one, so no path can skip the denylist.
+#[derive(Debug, Clone)]
+pub struct Authenticated(Arc<Identity>);
+
+impl std::ops::Deref for Authenticated {
+    type Target = Identity;
+    fn deref(&self) -> &Identity {
+        &self.0
+    }
+}
+
+/// Where `authenticate` looks, and with what.
+pub struct Credentials<'a> {
+    pub verifier: &'a Verifier,
+    /// The denylist; `None`: no store (`explain`), nothing is revoked.
+    pub stores: Option<&'a Stores>,
+    /// Cookie mode: the access cookie, with its CSRF rule.
+    pub cookies: bool,
+}
+
+/// Finds and verifies the caller's token as the route's `auth` mode asks,
+/// then checks it against the denylist: the Bearer header, else (cookie
+/// mode) the access cookie with its CSRF rule. A request with a header
+/// never falls back to the cookie. `Ok(None)`: anonymous, allowed only
+/// where the mode allows it.
 pub async fn authenticate(
     method: &Method,
     headers: &HeaderMap,
     mode: AuthMode,
-    verifier: &Verifier,
-    cookie_mode: bool,
-) -> Result<Option<Arc<Identity>>, AuthError> {
+    with: &Credentials<'_>,
+) -> Result<Option<Authenticated>, AuthError> {
     if mode == AuthMode::None {
         return Ok(None);
     }
-    if let Some(token) = extract::bearer_token(headers)? {
+    let identity = if let Some(token) = extract::bearer_token(headers)? {
         // Two different credentials: which one the caller meant is unknowable (Kong refuses too).
-        if cookie_mode && cookies::get(headers, cookies::ACCESS_COOKIE)?.is_some_and(|cookie| cookie != token) {
+        if with.cookies && cookies::get(headers, cookies::ACCESS_COOKIE)?.is_some_and(|cookie| cookie != token) {
             return Err(TokenError::Malformed("a bearer token and a different access cookie").into());
         }
-        return Ok(Some(verifier.verify_waiting(token).await?));
-    }
-    if cookie_mode && let Some(token) = cookies::get(headers, cookies::ACCESS_COOKIE)? {
-        let identity = verifier.verify_waiting(token).await?;
+        with.verifier.verify_waiting(token).await?
+    } else if with.cookies
+        && let Some(token) = cookies::get(headers, cookies::ACCESS_COOKIE)?
+    {
+        let identity = with.verifier.verify_waiting(token).await?;
         cookies::check_csrf(method, headers, &identity)?;
-        return Ok(Some(identity));
-    }
-    match mode {
-        AuthMode::Optional => Ok(None),
-        _ => Err(AuthError::MissingToken),
-    }
+        identity
+    } else {
+        return match mode {
+            AuthMode::Optional => Ok(None),
+            _ => Err(AuthError::MissingToken),
+        };
+    };
+    check_revocation(&identity, with.stores)?;
+    Ok(Some(Authenticated(identity)))
 }
 
 /// SPEC §3 step 6: the token's `jti`, and its subject's cut-off, against the
 /// in-process denylist copy. No network round trip. While the copy cannot
 /// be confirmed current, `on_unavailable` decides.
-pub fn check_revocation(identity: &Identity, stores: Option<&Stores>) -> Result<(), AuthError> {
+fn check_revocation(identity: &Identity, stores: Option<&Stores>) -> Result<(), AuthError> {
     let Some(stores) = stores else { return Ok(()) };
     if !stores.is_current() {
         match stores.on_unavailable {

@@ -4,15 +4,13 @@
 //! value. Forwarding takes an `Authorized`, and only `authorize` can build
 //! one, so no code path reaches the upstream without passing policy.
 
-use std::sync::Arc;
-
-use super::{AuthError, Identity};
+use super::{AuthError, Authenticated, Identity};
 use crate::config::{AuthMode, Route};
 
 /// Proof that policy allowed this request; the only way to forward.
 #[derive(Debug)]
 pub struct Authorized {
-    identity: Option<Arc<Identity>>,
+    identity: Option<Authenticated>,
 }
 
 impl Authorized {
@@ -22,7 +20,7 @@ impl Authorized {
     }
 }
 
-pub fn authorize(route: &Route, identity: Option<Arc<Identity>>) -> Result<Authorized, AuthError> {
+pub fn authorize(route: &Route, identity: Option<Authenticated>) -> Result<Authorized, AuthError> {
     match (&identity, route.auth) {
         (None, AuthMode::Required) => return Err(AuthError::MissingToken),
         (Some(_), AuthMode::None) => {
@@ -46,11 +44,18 @@ pub fn authorize(route: &Route, identity: Option<Arc<Identity>>) -> Result<Autho
     Ok(Authorized { identity })
 }
 
+/// A gateway endpoint's own rule (`/auth/revoke` needs `admin_role`): the
+/// same "any of these roles" test as a route's.
+pub fn require_role(caller: &Authenticated, role: &str) -> Result<(), AuthError> {
+    if caller.roles.iter().any(|r| r == role) { Ok(()) } else { Err(AuthError::InsufficientRole) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
     use std::path::Path;
+    use std::sync::Arc;
 
     fn route(extra: &str) -> Route {
         let src = format!(
@@ -60,8 +65,8 @@ mod tests {
         Config::from_str(&src, Path::new("t.toml")).unwrap().routes.remove(0)
     }
 
-    fn caller(roles: &[&str]) -> Option<Arc<Identity>> {
-        Some(Arc::new(Identity {
+    fn caller(roles: &[&str]) -> Option<Authenticated> {
+        Some(Authenticated(Arc::new(Identity {
             sub: "alice".into(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
             jti: "j".into(),
@@ -69,7 +74,7 @@ mod tests {
             issued_at: 0,
             scopes: vec![],
             claims: Default::default(),
-        }))
+        })))
     }
 
     #[test]
@@ -87,9 +92,9 @@ mod tests {
     fn scopes_are_all_of() {
         let orders = route("scopes = [\"read:orders\", \"write:orders\"]");
         let with = |scopes: &[&str]| {
-            let mut id = (*caller(&[]).unwrap()).clone();
+            let mut id = Identity::clone(&caller(&[]).unwrap());
             id.scopes = scopes.iter().map(|s| s.to_string()).collect();
-            Some(Arc::new(id))
+            Some(Authenticated(Arc::new(id)))
         };
         assert!(authorize(&orders, with(&["read:orders", "write:orders", "x"])).is_ok());
         assert!(matches!(authorize(&orders, with(&["read:orders"])), Err(AuthError::InsufficientScope)));

@@ -1,14 +1,19 @@
 //! `authgate explain`: a dry run of routing, authentication and policy.
+//!
+//! It prints the `Decision` that `authgate::decide` returns for the request
+//! it is given, the same function the proxy path asks, so what it says is
+//! what the gateway does (tests/cli.rs holds them to one answer).
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use authgate::auth::AuthError;
 use authgate::auth::keys::LoadMode;
-use authgate::auth::{self, AuthError};
+use authgate::decide::{Decision, decide};
 use authgate::error::GatewayError;
 use authgate::report::chain;
-use http::{HeaderMap, HeaderValue, Method, Uri, header};
+use http::{HeaderValue, Method, Uri, Version, header};
 
 #[derive(Debug, clap::Args)]
 pub struct ExplainArgs {
@@ -39,53 +44,81 @@ async fn explain_with(state: &authgate::State, args: &ExplainArgs) -> anyhow::Re
             );
         }
     }
-    let method = Method::from_bytes(args.method.as_bytes()).context("not an HTTP method")?;
-    let uri: Uri = args.url.parse().context("not a URL or path")?;
-    let host = uri.host().map(str::to_ascii_lowercase);
-    println!("request:  {method} {uri}");
-    let decided = state.router.route(&method, host.as_deref(), uri.path(), uri.query());
-    let target = match decided {
-        Ok(t) => t,
-        Err(e) => return Ok(verdict(GatewayError::from(e))),
-    };
-    let r = target.route;
-    println!("path:     {} (normalized)", target.path);
-    println!("route:    #{} path {} -> {} (defined at {})", target.index + 1, r.path, r.upstream, r.location);
-    println!("auth:     {}", r.auth);
-    let mut headers = HeaderMap::new();
-    if let Some(token) = &args.token {
-        let value = HeaderValue::from_str(&format!("Bearer {token}")).context("the token is not header-safe")?;
-        headers.insert(header::AUTHORIZATION, value);
+    let parts = request_parts(args)?;
+    println!("request:  {} {}", parts.method, parts.uri);
+    let decision = decide(&parts, state).await;
+    if let Some(path) = decision.path() {
+        println!("path:     {path} (normalized)");
     }
-    let identity = match auth::authenticate(&method, &headers, r.auth, &state.verifier, false).await {
-        Ok(identity) => identity,
-        Err(e) => {
-            let exit = verdict(GatewayError::from(e));
-            // Every reason at once, not the first the verifier stopped at.
-            for problem in args.token.as_deref().map(|t| state.verifier.problems(t)).unwrap_or_default() {
-                println!("          - {problem}");
-            }
-            return Ok(exit);
-        }
-    };
-    match &identity {
-        Some(id) => println!("token:    valid: sub {:?}, roles {:?}, expires at {}", id.sub, id.roles, id.expires_at),
-        None => println!("token:    none (anonymous)"),
-    }
-    if !r.roles.is_empty() {
-        println!("policy:   caller needs any of {:?}", r.roles);
-    }
-    match auth::authorize(r, identity) {
-        Ok(_) => {
-            println!("decision: allow -> {} {}", r.upstream, target.upstream_path_and_query);
+    match decision {
+        Decision::Refused { error, .. } => Ok(verdict(&error)),
+        Decision::Endpoint { path, .. } => {
+            println!("decision: the gateway's own endpoint {path} (it authenticates its caller itself)");
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => Ok(verdict(GatewayError::Auth(e))),
+        Decision::Preflight { target, .. } => {
+            println!("route:    #{} path {}", target.index + 1, target.route.path);
+            println!("decision: a CORS preflight, answered by the gateway without credentials");
+            Ok(ExitCode::SUCCESS)
+        }
+        Decision::Route { target, caller, verdict: outcome } => {
+            let r = target.route;
+            println!("route:    #{} path {} -> {} (defined at {})", target.index + 1, r.path, r.upstream, r.location);
+            println!("auth:     {}", r.auth);
+            match &caller {
+                Some(id) => {
+                    println!("token:    valid: sub {:?}, roles {:?}, expires at {}", id.sub, id.roles, id.expires_at)
+                }
+                None if outcome.is_ok() => println!("token:    none (anonymous)"),
+                None => {}
+            }
+            if state.stores.is_none() && caller.is_some() {
+                println!("denylist: not checked (explain opens no store)");
+            }
+            if !r.roles.is_empty() {
+                println!("policy:   caller needs any of {:?}", r.roles);
+            }
+            if !r.scopes.is_empty() {
+                println!("policy:   caller needs every scope of {:?}", r.scopes);
+            }
+            match outcome {
+                Ok(_) => {
+                    println!("decision: allow -> {} {}", r.upstream, target.upstream_path_and_query);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    let exit = verdict(&error);
+                    // Every reason at once, not the first the verifier stopped at.
+                    if caller.is_none() {
+                        for problem in args.token.as_deref().map(|t| state.verifier.problems(t)).unwrap_or_default() {
+                            println!("          - {problem}");
+                        }
+                    }
+                    Ok(exit)
+                }
+            }
+        }
     }
 }
 
-fn verdict(error: GatewayError) -> ExitCode {
-    let why = match &error {
+/// The request `explain` asks about, as the gateway would receive it: the
+/// method, the target (absolute, or a path without a host), the token as
+/// a Bearer header.
+fn request_parts(args: &ExplainArgs) -> anyhow::Result<http::request::Parts> {
+    let method = Method::from_bytes(args.method.as_bytes()).context("not an HTTP method")?;
+    let uri: Uri = args.url.parse().context("not a URL or path")?;
+    // Without a host, ask as HTTP/2 would without `:authority`: routes with a `host` do not match.
+    let version = if uri.authority().is_some() { Version::HTTP_11 } else { Version::HTTP_2 };
+    let mut request = http::Request::builder().method(method).uri(uri).version(version);
+    if let Some(token) = &args.token {
+        let value = HeaderValue::from_str(&format!("Bearer {token}")).context("the token is not header-safe")?;
+        request = request.header(header::AUTHORIZATION, value);
+    }
+    Ok(request.body(()).context("not a request")?.into_parts().0)
+}
+
+fn verdict(error: &GatewayError) -> ExitCode {
+    let why = match error {
         GatewayError::Auth(AuthError::Token(t)) => t.to_string(),
         other => chain(other),
     };

@@ -21,7 +21,7 @@ use http::{HeaderValue, Method, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
-use crate::auth::{self, AuthError, Identity};
+use crate::auth::{self, AuthError, Authenticated, Credentials};
 use crate::body::{self, Body};
 use crate::config::AuthMode;
 use crate::downstream::Downstream;
@@ -106,13 +106,11 @@ pub async fn read_optional_json<T: DeserializeOwned>(body: Incoming, state: &Sta
 }
 
 /// The verified, not revoked caller (Bearer header, or cookie with CSRF).
-pub async fn caller(parts: &Parts, state: &State) -> Result<std::sync::Arc<Identity>, GatewayError> {
-    let cookie_mode = state.config.login.cookies;
-    let identity = auth::authenticate(&parts.method, &parts.headers, AuthMode::Required, &state.verifier, cookie_mode)
-        .await?
-        .ok_or(AuthError::MissingToken)?;
-    auth::check_revocation(&identity, state.stores.as_deref())?;
-    Ok(identity)
+pub async fn caller(parts: &Parts, state: &State) -> Result<Authenticated, GatewayError> {
+    let credentials =
+        Credentials { verifier: &state.verifier, stores: state.stores.as_deref(), cookies: state.config.login.cookies };
+    let caller = auth::authenticate(&parts.method, &parts.headers, AuthMode::Required, &credentials).await?;
+    Ok(caller.ok_or(AuthError::MissingToken)?)
 }
 
 pub fn stores(state: &State) -> Result<&Stores, GatewayError> {

@@ -6,7 +6,6 @@ use http::request::Parts;
 use hyper::body::Incoming;
 use serde::Deserialize;
 
-use crate::auth::AuthError;
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::state::State;
@@ -24,9 +23,7 @@ struct RevokeRequest {
 
 pub async fn revoke(parts: Parts, body: Incoming, state: &State) -> Result<Response<Body>, GatewayError> {
     let caller = super::caller(&parts, state).await?;
-    if !caller.roles.contains(&state.config.login.admin_role) {
-        return Err(AuthError::InsufficientRole.into());
-    }
+    crate::auth::require_role(&caller, &state.config.login.admin_role)?;
     let stores = super::stores(state)?;
     let request: RevokeRequest = super::read_json(body, state).await?;
     let valid = |id: &Option<String>| id.as_ref().is_none_or(|id| !id.is_empty() && id.len() <= MAX_ID_BYTES);

@@ -1,7 +1,7 @@
 //! CORS per route (Fetch standard, "CORS protocol").
 //!
-//! A preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`)
-//! on a route with `[route.cors]` is answered here, without authentication,
+//! A preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`,
+//! recognised by `decide`) on a route with `[route.cors]` is answered here, without authentication,
 //! and never forwarded: 204 with the CORS headers when the origin, method and
 //! headers are allowed, else 403 with none. Actual responses get
 //! `Access-Control-Allow-Origin` (the exact origin, never `*` with
@@ -13,12 +13,6 @@ use http::{Method, Response, StatusCode};
 
 use crate::body::{self, Body};
 use crate::config::Cors;
-
-pub fn is_preflight(parts: &Parts) -> bool {
-    parts.method == Method::OPTIONS
-        && parts.headers.contains_key(header::ORIGIN)
-        && parts.headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
-}
 
 /// The listed origin this request comes from, as sent.
 fn allowed_origin<'h>(origin: Option<&'h HeaderValue>, cors: &Cors) -> Option<&'h HeaderValue> {

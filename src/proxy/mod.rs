@@ -22,6 +22,7 @@ use hyper::body::Incoming;
 use crate::auth::{self, Authorized};
 use crate::body::{self, Body};
 use crate::config::Upstream;
+use crate::decide::{Decision, decide};
 use crate::downstream::Downstream;
 use crate::error::GatewayError;
 use crate::metrics::RequestLabels;
@@ -145,38 +146,23 @@ async fn serve(
     headers::check_framing(&parts.headers).map_err(GatewayError::Framing)?;
     headers::apply_underscore_policy(&mut parts.headers, state.config.server.underscore_headers)
         .map_err(GatewayError::BadRequest)?;
-    // TRACE would reflect the injected identity (and any cookie) back to the client.
-    if parts.method == http::Method::TRACE {
-        return Err(GatewayError::MethodNotAllowed(parts.method));
-    }
-    // Methods are case-sensitive (RFC 9110 §9.1) and rules match them exactly,
-    // but some backends upper-case what they get: `delete` would dodge a
-    // DELETE rule and still delete. A known method in another case is refused.
-    if miscased_method(&parts.method) {
-        return Err(GatewayError::BadRequest("a method in the wrong case"));
-    }
-    // Normalized once: endpoints and routes decide on the same string.
-    let path = crate::path::normalize(parts.uri.path()).map_err(crate::router::RouteError::from)?;
-    if let Some(endpoint) = crate::endpoints::find(&path, state) {
-        notes.route = "endpoint".to_owned();
-        return crate::endpoints::serve(endpoint, parts, body, downstream, state).await;
-    }
-    let target = state.router.route_request(&parts, path)?;
-    notes.route.clone_from(&target.route.path);
-    // Preflights carry no credentials: answered here, before authentication, never forwarded.
-    if let Some(cors) = &target.route.cors
-        && cors::is_preflight(&parts)
-    {
-        return Ok(cors::preflight(&parts, cors));
-    }
-    let cookie_mode = state.config.login.enabled && state.config.login.cookies;
-    let identity =
-        auth::authenticate(&parts.method, &parts.headers, target.route.auth, &state.verifier, cookie_mode).await?;
-    if let Some(identity) = &identity {
-        notes.sub = Some(identity.sub.clone());
-        auth::check_revocation(identity, state.stores.as_deref())?;
-    }
-    let authorized = auth::authorize(target.route, identity)?;
+    let (target, authorized) = match decide(&parts, state).await {
+        Decision::Refused { error, .. } => return Err(error),
+        Decision::Endpoint { endpoint, .. } => {
+            notes.route = "endpoint".to_owned();
+            return crate::endpoints::serve(endpoint, parts, body, downstream, state).await;
+        }
+        Decision::Preflight { target, cors } => {
+            notes.route.clone_from(&target.route.path);
+            // Preflights carry no credentials: answered here, before authentication, never forwarded.
+            return Ok(cors::preflight(&parts, cors));
+        }
+        Decision::Route { target, caller, verdict } => {
+            notes.route.clone_from(&target.route.path);
+            notes.sub = caller.map(|c| c.sub.clone());
+            (target, verdict?)
+        }
+    };
     let route = target.route;
     let origin = route.cors.as_ref().and_then(|_| parts.headers.get(header::ORIGIN).cloned());
     let mut response = forward(parts, body, target, authorized, downstream, state).await?;
@@ -291,26 +277,9 @@ fn prepare_headers(
     Ok(())
 }
 
-/// Whether `method` is a standard method (RFC 9110 §9, RFC 5789) spelled in another case.
-fn miscased_method(method: &http::Method) -> bool {
-    const KNOWN: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
-    let text = method.as_str();
-    KNOWN.iter().any(|known| known.eq_ignore_ascii_case(text) && *known != text)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{id_text, miscased_method};
-
-    #[test]
-    fn methods_in_the_wrong_case_are_known() {
-        for m in ["delete", "Delete", "dELETE", "get", "Patch"] {
-            assert!(miscased_method(&http::Method::from_bytes(m.as_bytes()).unwrap()), "{m}");
-        }
-        for m in ["DELETE", "GET", "PURGE", "purge", "PROPFIND"] {
-            assert!(!miscased_method(&http::Method::from_bytes(m.as_bytes()).unwrap()), "{m}");
-        }
-    }
+    use super::id_text;
 
     #[test]
     fn request_ids_read_as_formatted() {
