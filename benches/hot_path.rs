@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: its own inputs, a panic is the right failure
 //! The request path's hot functions, one by one: token extraction,
 //! verification per algorithm (cached and not), route matching with 1 and
 //! 200 routes, header hygiene, and the denylist lookup with 1 and 100,000

@@ -2,6 +2,7 @@
 //! which it speaks HTTP/2 to (ALPN). Register, log in, call, CSRF refused
 //! then accepted, two tabs refreshing at once keep the session, logout
 //! clears the cookies; the tokens never reach page script.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! The real binary: `check` (with `FILE:LINE:COL` errors, all at once),
 //! `keygen`, `token`, `explain`, and `run` on the shipped `gateway.toml`
 //! exactly as the README's quick start uses it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! running gateway answers and what `authgate explain` says are the same
 //! verdict (allow, or the same status and error code). Both ask
 //! `authgate::decide`; this holds them to it from the outside.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

@@ -8,6 +8,7 @@
 //! in `docs/performance.md`); the cheap checks (size, segments, `alg`,
 //! known `kid`) run first, tested below. Rate limiting by client is left to
 //! the load balancer in front, as with Envoy's jwt_authn.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

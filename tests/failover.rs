@@ -9,6 +9,7 @@
 //! later; a write that no replica holds is answered 503, never 204; what a
 //! promoted replica missed is written back by the gateways that know it;
 //! a spent refresh token stays spent.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

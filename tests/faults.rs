@@ -11,6 +11,7 @@
 //! - F09 partial writes, F10 certificate rotation, F11 drain with an upload
 //!   in flight: `operations.rs`.
 //! - F12 idle connections: `exhaustion.rs`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

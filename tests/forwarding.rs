@@ -1,6 +1,7 @@
 //! Forwarding faults and limits: an upstream that refuses (502) or stalls
 //! its headers (504), request heads over the size and count limits (431),
 //! and the admin listener's probes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Header hygiene through the real gateway: spoofed identity headers,
 //! `Connection`-named headers, `X-Forwarded-*` from untrusted and trusted
 //! peers, credentials kept at the edge, hop-by-hop headers both ways.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

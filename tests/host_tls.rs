@@ -4,6 +4,7 @@
 //! the TLS port refused and 0-RTT never accepted (T03), hosts (T01).
 //! (T01's missing, doubled and `a@b` hosts and absolute-form targets are
 //! in `paths.rs`, `request_target_forms_and_hosts`.)
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

@@ -10,6 +10,7 @@
 //! trusted-issuer half (JWKS rotation) in `trusted.rs`.
 //! J05's start-up half (an HS secret under 32 bytes is refused) is in
 //! `cli.rs` (`check_refuses_weak_hmac_secrets_and_missing_files`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

@@ -10,6 +10,7 @@
 //! A deliberate deviation from L09: in cookie mode the tokens are in the
 //! JSON body too, because SPEC §2 says cookies are delivered "also"; a
 //! browser app that wants none in script reach ignores the body.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

@@ -4,6 +4,7 @@
 //! the first request, however many forged `kid`s came before, which cost
 //! the IdP a fetch or two; a gateway started while the IdP is down says so
 //! in `/readyz` and picks the keys up within seconds of the IdP's return.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Operations: reload under traffic (good, bad, certificate swap), drain
 //! with an upload in flight, metrics that move, and the access log line.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

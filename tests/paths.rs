@@ -1,6 +1,7 @@
 //! Path normalisation and routing through the real gateway, with the
 //! request target sent byte for byte: the rule is decided on exactly the
 //! path the upstream receives.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

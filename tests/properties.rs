@@ -1,6 +1,7 @@
 //! Properties that must hold for every input, not only the cases someone
 //! thought of: the path normaliser, the token extractor, header hygiene and
 //! the config parser (proptest).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 use std::path::Path;
 

@@ -4,6 +4,7 @@
 //! -> Redis back -> served again, no restart; Redis restarted empty ->
 //! revoked tokens stay refused and are written back; the embedded store
 //! keeps revocations and users across a restart and a `kill -9`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

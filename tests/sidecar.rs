@@ -1,6 +1,7 @@
 //! The sidecar form end to end: the config from the sidecar ConfigMap
 //! (deploy/kubernetes/sidecar/configmap.yaml), run as a process beside a
 //! real application server on loopback, with the Secret's layout for the key.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! ambiguous request. Every case is sent byte for byte on a raw socket (an
 //! HTTP client would normalise it away), and the catalog's invariants are
 //! checked after each.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! One contract, two stores: every case runs against the embedded store (a
 //! SQLite file in a temporary directory) and against a real `redis-server`
 //! started on a free loopback port.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Bodies are streamed, never collected: a large upload passes through with
 //! the gateway's memory flat. Alone in its binary so peak RSS is its own.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

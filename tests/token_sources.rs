@@ -6,6 +6,7 @@
 //! forwarded; exact origins only; never `*` with credentials; an origin not
 //! listed gets no CORS headers. (K04's cookie tossing and the login-CSRF
 //! checks of L10 are also in `login.rs`.)
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

@@ -3,6 +3,7 @@
 //! key rotation (a new kid after one refetch), forged kids (one shared
 //! refetch, a second apart), the endpoint failing (known keys keep working), and no
 //! token ever checked against another issuer's keys.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! authenticated handshakes are spliced (identity headers reach the
 //! upstream), unauthenticated ones never open a tunnel, and a tunnel is
 //! closed when its token expires.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

@@ -3,6 +3,7 @@
 //! way wsgiref, older gunicorns and Debian 12's packaged gunicorn do.
 //! Whatever the client spells, the app must see only the identity the
 //! gateway verified, and only the method the route's rule judged.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
 

@@ -1,6 +1,6 @@
 //! Real parts for integration tests: a recording upstream, the gateway
 //! in-process on free loopback ports, keys and tokens, and clients.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod attack;
 pub mod browser;
