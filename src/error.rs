@@ -1,4 +1,4 @@
-//! The one place errors become responses (SPEC §5).
+//! The one place errors become responses (docs/errors.md).
 //!
 //! Every failure a request can meet is a `GatewayError`; `into_response`
 //! maps it to a status, the fixed JSON body `{"error","message"}` and, for

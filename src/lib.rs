@@ -6,9 +6,10 @@
 //! ```text
 //! server (listener, TLS handshake, hyper limits)
 //!   -> proxy::handle          one straight line; errors -> error::GatewayError::into_response
-//!     -> router               host + methods + longest prefix on the normalized path
-//!     -> auth::authenticate   extract (Bearer) -> verify (keys by kid, claims)
-//!     -> auth::authorize      route roles; builds the only `Authorized`
+//!     -> decide::decide       the one decision, for every door (the proxy, explain):
+//!          path::normalize, endpoints::find, router (host + methods + longest prefix),
+//!          auth::authenticate (extract -> verify -> denylist => Authenticated),
+//!          auth::authorize (roles, scopes => the only `Authorized`)
 //!     -> proxy::forward       header hygiene, X-Forwarded-*, identity; stream to the upstream
 //! ```
 //!

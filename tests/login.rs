@@ -8,7 +8,7 @@
 //! Not applicable: L11 (open redirect). The gateway never redirects: it
 //! has no `redirect`/`next` parameter and answers every endpoint with JSON.
 //! A deliberate deviation from L09: in cookie mode the tokens are in the
-//! JSON body too, because SPEC §2 says cookies are delivered "also"; a
+//! JSON body too, because the spec said cookies are delivered "also"; a
 //! browser app that wants none in script reach ignores the body.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 

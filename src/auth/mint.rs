@@ -1,6 +1,6 @@
 //! Minting access tokens with the configured signing key.
 //!
-//! Owns the shape of our access tokens (SPEC §4): header
+//! Owns the shape of our access tokens (docs/endpoints.md): header
 //! `{"alg","typ":"at+jwt","kid"}`, claims `iss sub aud exp iat nbf jti roles`.
 //! Used by `authgate token` now and by the login endpoints later.
 

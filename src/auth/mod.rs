@@ -103,7 +103,7 @@ pub async fn authenticate(
     Ok(Some(Authenticated(identity)))
 }
 
-/// SPEC §3 step 6: the token's `jti`, and its subject's cut-off, against the
+/// docs/endpoints.md step 6: the token's `jti`, and its subject's cut-off, against the
 /// in-process denylist copy. No network round trip. While the copy cannot
 /// be confirmed current, `on_unavailable` decides.
 fn check_revocation(identity: &Identity, stores: Option<&Stores>) -> Result<(), AuthError> {

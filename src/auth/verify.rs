@@ -1,6 +1,6 @@
 //! Token verification: from a compact JWS to a verified `Identity`.
 //!
-//! Owns every check of SPEC §3 step 5, cheapest first: size (before any
+//! Owns every check of docs/endpoints.md step 6, cheapest first: size (before any
 //! parsing), framing and base64url, the header (no `crit`, no `b64`, no
 //! embedded or remote keys, `typ: at+jwt`), the key by `kid` with its one
 //! pinned algorithm, then the signature and the registered claims through

@@ -1,4 +1,4 @@
-//! Command-line interface (SPEC §1): argument definitions and dispatch.
+//! Command-line interface (README, "Commands"): argument definitions and dispatch.
 //!
 //! Each command lives in its own file and uses the library exactly as the
 //! gateway does, so what `check` and `explain` say is what `run` does.

@@ -1,4 +1,4 @@
-//! The gateway's own endpoints (SPEC §4), matched before any route.
+//! The gateway's own endpoints (docs/endpoints.md), matched before any route.
 //!
 //! Owns deciding whether a request is for an endpoint (a known name under
 //! `login.path_prefix`, or `/.well-known/jwks.json`, on the normalized path,

@@ -1,7 +1,7 @@
 //! A session: an access token and a rotating refresh token of one family.
 //!
-//! Owns what login and refresh hand out: the access token (claims of SPEC
-//! §4, plus `sid` = the refresh family, so logout can end the session, and
+//! Owns what login and refresh hand out: the access token (claims of
+//! docs/endpoints.md, plus `sid` = the refresh family, so logout can end the session, and
 //! `csrf` in cookie mode), the opaque refresh token (256 random bits; only
 //! its SHA-256 is stored), the JSON answer and, in cookie mode, the cookies.
 

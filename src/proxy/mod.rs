@@ -1,11 +1,13 @@
 //! The life of a proxied request, as one straight line.
 //!
 //! `handle` is the outer function: it runs `serve` and turns any error into
-//! the spec's response (`crate::error`), and logs one line. `serve` reads
-//! top to bottom like SPEC §3: limits, route, authenticate, authorize,
+//! its response (`crate::error`, docs/errors.md), and logs one line.
+//! `serve` reads top to bottom like docs/endpoints.md: limits, then
+//! `crate::decide` (method, path, endpoint, route, caller, policy), then
 //! forward. `forward` takes an `Authorized`, so nothing reaches an upstream
-//! without passing policy. Header rules live in `headers`, the pooled
-//! client in `client`, WebSockets in `upgrade`, the try-out upstream in `echo`.
+//! without passing policy. Header rules live in `headers`, WebSockets in
+//! `upgrade`, the try-out upstream in `echo`, CORS answers in `cors`; the
+//! pooled client is `crate::upstream`.
 
 pub mod cors;
 pub mod echo;
@@ -242,7 +244,7 @@ async fn forward(
     Ok(Response::from_parts(head, body::stream(upstream_body)))
 }
 
-/// SPEC §3 steps 3 and 8, in the order that makes injection impossible.
+/// docs/headers.md, "Removed before forwarding" and "Set for the upstream", in the order that makes injection impossible.
 fn prepare_headers(
     parts: &mut Parts,
     authorized: &Authorized,

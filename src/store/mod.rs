@@ -1,5 +1,5 @@
 //! Stores: users, the revocation denylist, refresh-token families and
-//! login-attempt counters (SPEC §6).
+//! login-attempt counters (README, "Revocation and stores"; docs/configuration.md, `[store]`).
 //!
 //! Owns the four small traits both backends implement and the choice
 //! between them: `embedded` (SQLite in WAL mode: one file, durable at every
