@@ -1,0 +1,255 @@
+//! `[[route]]`: path, host, methods, upstream, auth mode, roles, scopes,
+//! body limits and `[route.cors]`.
+
+use super::*;
+
+/// Path, host and methods: two routes with the same key would be ambiguous.
+type RouteKey = (String, Option<String>, Option<BTreeSet<String>>);
+
+pub(super) fn routes(c: &mut Checker<'_>, raw: &[S<RawRoute>], tokens: &Tokens, limits: &Limits) -> Vec<Route> {
+    let mut out: Vec<Route> = Vec::new();
+    let mut seen: Vec<RouteKey> = Vec::new();
+    for r in raw {
+        let Some(route) = route(c, r, tokens, limits) else {
+            continue;
+        };
+        let methods: Option<BTreeSet<String>> =
+            route.methods.as_ref().map(|m| m.iter().map(|m| m.as_str().to_owned()).collect());
+        let clash = seen.iter().any(|(p, h, m)| {
+            p == &route.path
+                && h == &route.host
+                && match (m, &methods) {
+                    (Some(a), Some(b)) => !a.is_disjoint(b),
+                    (None, None) => true,
+                    _ => false,
+                }
+        });
+        if clash {
+            c.error(
+                r.span(),
+                format!("route `{}` overlaps an earlier route with the same path, host and methods", route.path),
+            );
+        }
+        seen.push((route.path.clone(), route.host.clone(), methods));
+        out.push(route);
+    }
+    out
+}
+
+pub(super) fn route(c: &mut Checker<'_>, r: &S<RawRoute>, tokens: &Tokens, limits: &Limits) -> Option<Route> {
+    let location = c.location(r);
+    let raw = r.get_ref();
+    let (Some(path_s), Some(upstream_s)) = (&raw.path, &raw.upstream) else {
+        c.error(r.span(), "[[route]] needs `path` and `upstream`");
+        return None;
+    };
+    let path = match normalize(path_s.get_ref()) {
+        Ok(n) if n == *path_s.get_ref() => {
+            let trimmed = n.trim_end_matches('/');
+            if trimmed.is_empty() { "/".to_owned() } else { trimmed.to_owned() }
+        }
+        Ok(n) => {
+            c.error(path_s.span(), format!("route path must be written normalized: `{n}`"));
+            return None;
+        }
+        Err(e) => {
+            let why = match e {
+                NormalizeError::NotAbsolute => "must start with `/`",
+                _ => "is not a safe path",
+            };
+            c.error(path_s.span(), format!("route path `{}` {why}", path_s.get_ref()));
+            return None;
+        }
+    };
+    let host = raw.host.as_ref().and_then(|h| {
+        let text = h.get_ref().to_ascii_lowercase();
+        let valid = !text.is_empty()
+            && text.len() <= 253
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if valid {
+            Some(text)
+        } else {
+            c.error(h.span(), "`host` must be a host name without port, e.g. \"api.example.com\"");
+            None
+        }
+    });
+    let methods = raw.methods.as_ref().map(|list| {
+        let mut methods = Vec::new();
+        if list.is_empty() {
+            c.error(r.span(), "`methods` must not be empty; leave it out to allow every method");
+        }
+        methods.extend(list.iter().filter_map(|m| c.method(m)));
+        methods
+    });
+    let upstream = upstream(c, upstream_s)?;
+    let auth = match raw.auth.as_ref().map(|a| (a.get_ref().as_str(), a.span())) {
+        None | Some(("required", _)) => AuthMode::Required,
+        Some(("optional", _)) => AuthMode::Optional,
+        Some(("none", _)) => AuthMode::None,
+        Some((other, span)) => {
+            c.error(span, format!("unknown `auth` `{other}`, expected none, optional or required"));
+            return None;
+        }
+    };
+    let roles = names(c, raw.roles.as_deref().unwrap_or(&[]), Name::Role);
+    if let Some(list) = &raw.roles {
+        if list.is_empty() {
+            c.error(r.span(), "`roles` must not be empty; leave it out to allow any authenticated caller");
+        }
+        if auth != AuthMode::Required
+            && let Some(first) = list.first()
+        {
+            c.error(first.span(), format!("`roles` needs auth = \"required\" (this route has auth = \"{auth}\")"));
+        }
+    }
+    let scopes = names(c, raw.scopes.as_deref().unwrap_or(&[]), Name::Scope);
+    if let Some(list) = &raw.scopes
+        && auth != AuthMode::Required
+        && let Some(first) = list.first()
+    {
+        c.error(first.span(), format!("`scopes` needs auth = \"required\" (this route has auth = \"{auth}\")"));
+    }
+    let cors = raw.cors.as_ref().and_then(|cors| self::cors(c, cors));
+    if auth != AuthMode::None && tokens.keys.is_empty() && tokens.trusted.is_empty() {
+        c.error(
+            r.span(),
+            format!("route `{path}` needs authentication but no [[tokens.keys]] or [[tokens.trusted]] is configured"),
+        );
+    }
+    Some(Route {
+        path,
+        host,
+        methods,
+        upstream,
+        auth,
+        roles,
+        scopes,
+        strip_prefix: raw.strip_prefix.unwrap_or(false),
+        max_body_bytes: raw.max_body_bytes.as_ref().map_or(limits.max_body_bytes, |v| *v.get_ref()),
+        body_timeout: c.duration(&raw.body_timeout, limits.request_body_timeout),
+        cors,
+        location,
+    })
+}
+
+pub(super) fn cors(c: &mut Checker<'_>, raw: &S<super::raw::RawCors>) -> Option<Cors> {
+    let r = raw.get_ref();
+    let credentials = r.allow_credentials.unwrap_or(false);
+    let mut origins = Vec::new();
+    if r.allow_origins.is_empty() {
+        c.error(raw.span(), "[route.cors] needs `allow_origins`");
+    }
+    for o in &r.allow_origins {
+        let text = o.get_ref();
+        if text == "*" {
+            if credentials {
+                c.error(o.span(), "`*` cannot be used with allow_credentials = true: list the origins");
+            }
+            origins.push(text.clone());
+            continue;
+        }
+        let valid = http::Uri::from_str(text).ok().is_some_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https"))
+                && u.authority().is_some_and(|a| !a.as_str().contains('@'))
+                && u.path_and_query().is_none_or(|p| p.as_str().is_empty() || p.as_str() == "/")
+                && !text.ends_with('/')
+        });
+        if valid {
+            origins.push(text.to_ascii_lowercase());
+        } else {
+            c.error(
+                o.span(),
+                format!("origin `{text}` must be exactly scheme://host[:port], e.g. \"https://app.example.com\""),
+            );
+        }
+    }
+    let methods = match &r.allow_methods {
+        None => vec![Method::GET, Method::HEAD, Method::POST],
+        Some(list) => list.iter().filter_map(|m| c.method(m)).collect(),
+    };
+    let mut names = |list: &Option<Vec<S<String>>>| -> Vec<HeaderName> {
+        list.iter()
+            .flatten()
+            .filter_map(|h| match HeaderName::from_bytes(h.get_ref().as_bytes()) {
+                Ok(name) => Some(name),
+                Err(_) => {
+                    c.error(h.span(), format!("`{}` is not a header name", h.get_ref()));
+                    None
+                }
+            })
+            .collect()
+    };
+    let allow_headers = names(&r.allow_headers);
+    let expose_headers = names(&r.expose_headers);
+    let max_age = r.max_age.as_ref().map(|m| c.duration(&Some(m.clone()), Duration::ZERO));
+    Some(Cors {
+        allow_origins: origins,
+        allow_methods: methods,
+        allow_headers,
+        expose_headers,
+        allow_credentials: credentials,
+        max_age,
+    })
+}
+
+pub(super) fn upstream(c: &mut Checker<'_>, s: &S<String>) -> Option<Upstream> {
+    let text = s.get_ref();
+    if text == "builtin:echo" {
+        return Some(Upstream::Echo);
+    }
+    let uri = match http::Uri::from_str(text) {
+        Ok(u) => u,
+        Err(_) => {
+            c.error(s.span(), "`upstream` must be an http:// URL or builtin:echo");
+            return None;
+        }
+    };
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("http"), Some(authority)) if uri.query().is_none() && !authority.as_str().contains('@') => {
+            let base_path = uri.path().trim_end_matches('/').to_owned();
+            Some(Upstream::Http { authority: authority.clone(), base_path })
+        }
+        (Some("https"), _) => {
+            c.error(s.span(), "https:// upstreams are not supported yet: use http:// to a local or private address");
+            None
+        }
+        _ => {
+            c.error(
+                s.span(),
+                "`upstream` must be http://HOST[:PORT][/BASE] (no credentials, no query) or builtin:echo",
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::check::check;
+
+    #[test]
+    fn route_rules() {
+        let route = |extra: &str| format!("[[route]]\npath = \"/api\"\nupstream = \"builtin:echo\"\n{extra}");
+        let cases: Vec<(String, &[&str])> = vec![
+            (route("methods = [\"GET\"]\nroles = [\"a\"]\nscopes = [\"read:x\"]\nbody_timeout = \"0s\"\n"), &[]),
+            (route("methods = [\"get\"]\n"), &["methods are case-sensitive: write `GET`"]),
+            (route("methods = []\n"), &["`methods` must not be empty"]),
+            (route("roles = [\" admin\"]\n"), &["role ` admin` must be non-empty"]),
+            (route("scopes = [\"a b\"]\n"), &["scope `a b` must be non-empty"]),
+            (route("auth = \"maybe\"\n"), &["unknown `auth` `maybe`"]),
+            (route("body_timeout = \"later\"\n"), &["later"]),
+            (
+                route("[route.cors]\nallow_origins = [\"https://a.example\"]\nallow_methods = [\"post\"]\n"),
+                &["methods are case-sensitive"],
+            ),
+            ("[[route]]\npath = \"/x\"\n".to_owned(), &["needs `path` and `upstream`"]),
+            (
+                "[[route]]\npath = \"/x/../y\"\nupstream = \"builtin:echo\"\n".to_owned(),
+                &["must be written normalized"],
+            ),
+        ];
+        for (rest, expected) in &cases {
+            check(rest, expected);
+        }
+    }
+}
