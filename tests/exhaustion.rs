@@ -242,7 +242,19 @@ async fn d01_slowloris_is_cut_at_the_header_read_timeout() {
             None
         });
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every slowloris connection is open before the control request.
+    let metrics = format!("http://{}/metrics", rig.gw.admin);
+    let open = support::eventually(Duration::from_secs(5), || async {
+        let text = String::from_utf8_lossy(&support::client::get(&metrics, &[]).await.body).into_owned();
+        let n: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("authgate_open_connections "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        (n >= 500).then_some(())
+    })
+    .await;
+    assert!(open.is_some(), "the slowloris connections did not all open");
     let started = Instant::now();
     assert_eq!(get_bearer(&rig.url("/api/x"), &rig.a).await.status, 200);
     assert!(started.elapsed() < Duration::from_millis(500), "control under slowloris took {:?}", started.elapsed());

@@ -137,6 +137,7 @@ async fn f05_a_blackholed_upstream_is_504_at_the_connect_timeout() {
 #[tokio::test]
 async fn f06_trickled_bodies_stream_and_a_client_disconnect_cancels_upstream() {
     let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let (arrived_tx, mut arrived_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let trickle = raw_upstream(|mut tcp| async move {
         let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n").await;
         for b in b"hello" {
@@ -146,9 +147,11 @@ async fn f06_trickled_bodies_stream_and_a_client_disconnect_cancels_upstream() {
     })
     .await;
     let stall = raw_upstream(move |mut tcp| {
-        let closed_tx = closed_tx.clone();
+        let (closed_tx, arrived_tx) = (closed_tx.clone(), arrived_tx.clone());
         async move {
-            // Never answers; reports when the gateway gives up on the request.
+            // The head has been read: the request arrived. Never answers; reports
+            // when the gateway gives up on the request.
+            let _ = arrived_tx.send(());
             let mut buf = [0u8; 64];
             while let Ok(n) = tcp.read(&mut buf).await {
                 if n == 0 {
@@ -184,7 +187,9 @@ async fn f06_trickled_bodies_stream_and_a_client_disconnect_cancels_upstream() {
     let case = rig.begin("F06 client disconnect");
     let mut tcp = tokio::net::TcpStream::connect(rig.gw.http).await.expect("connect");
     tcp.write_all(b"GET /stall/x HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("write");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The request has reached the upstream: the client may leave now.
+    let arrived = tokio::time::timeout(Duration::from_secs(3), arrived_rx.recv()).await;
+    assert!(arrived.is_ok_and(|a| a.is_some()), "the request never reached the upstream");
     let gone = Instant::now();
     drop(tcp);
     let cancelled = tokio::time::timeout(Duration::from_secs(3), closed_rx.recv()).await;
@@ -297,7 +302,13 @@ async fn f11_a_second_sigterm_forces_the_exit() {
     let seen = support::eventually(Duration::from_secs(3), || async { (up.count() > 0).then_some(()) }).await;
     assert!(seen.is_some(), "the slow request did not reach the upstream");
     gateway.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The signal was taken: /readyz says draining.
+    let readyz = format!("http://{}/readyz", gateway.admin);
+    let draining = support::eventually(Duration::from_secs(3), || async {
+        (support::client::get(&readyz, &[]).await.json()["reason"] == "draining").then_some(())
+    })
+    .await;
+    assert!(draining.is_some(), "the first SIGTERM was not taken");
     assert!(gateway.wait_exit(Duration::from_millis(100)).is_none(), "the first SIGTERM did not drain");
     let started = Instant::now();
     gateway.signal("TERM");

@@ -1,0 +1,99 @@
+//! A trusted issuer's tokens: the issuer's JWKS key by `kid`, its
+//! algorithm, its audience, the header `typ` an access token may have, and
+//! never an OpenID Connect ID token.
+
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
+use std::str::FromStr;
+
+use super::claims::{self, RolesShape};
+use super::{Identity, MAX_JTI_BYTES, TokenError, Verifier, decode_error, validation};
+use crate::auth::trusted::Issuer;
+
+impl Verifier {
+    /// A trusted issuer's token: its `kid` in that issuer's JWKS, the key's algorithm, its audience.
+    pub(super) fn verify_trusted(
+        &self,
+        token: &str,
+        header: &Map<String, Value>,
+        issuer: &Issuer,
+    ) -> Result<Identity, TokenError> {
+        check_trusted_typ(header, issuer.config.require_typ.as_deref())?;
+        let kid = header.get("kid").and_then(Value::as_str).ok_or(TokenError::UnknownKey)?;
+        let Some((algorithm, key)) = issuer.key(kid) else {
+            issuer.unknown_kid();
+            return Err(TokenError::UnknownKey);
+        };
+        let alg = header.get("alg").and_then(Value::as_str).and_then(|a| Algorithm::from_str(a).ok());
+        if alg != Some(algorithm) {
+            return Err(TokenError::AlgorithmMismatch);
+        }
+        let validation = validation(
+            algorithm,
+            self.leeway,
+            &issuer.config.audience,
+            &issuer.config.issuer,
+            &["exp", "iss", "aud", "sub"],
+        );
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(decode_error)?.claims;
+        let now = jsonwebtoken::get_current_timestamp();
+        let sub = match claims.get("sub") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => return Err(TokenError::Claims("sub")),
+        };
+        if !matches!(claims.get("iss"), Some(Value::String(_))) {
+            return Err(TokenError::Claims("iss"));
+        }
+        let date = |name: &'static str| match claims.get(name) {
+            None => Ok(None),
+            Some(v) => match v.as_f64() {
+                Some(n) if n.is_finite() && n >= 0.0 => Ok(Some(n as u64)),
+                _ => Err(TokenError::Claims(name)),
+            },
+        };
+        let expires_at = date("exp")?.ok_or(TokenError::Claims("exp"))?;
+        let issued_at = date("iat")?;
+        self.check_times(now, expires_at, issued_at, issuer.config.max_lifetime.as_secs())?;
+        let issued_at = issued_at.unwrap_or(0);
+        // An OpenID Connect ID token proves a login to a client; it is not an
+        // access token for this API, even when the client id is an accepted
+        // audience. Keycloak marks it `typ: ID`; oidc-provider and others
+        // only by the claims an ID token has and an access token never needs.
+        let id_token_sign = ["nonce", "at_hash", "c_hash", "s_hash"].iter().any(|c| claims.contains_key(*c))
+            || claims.get("typ").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("id"));
+        if id_token_sign {
+            return Err(TokenError::Claims("an ID token is not an access token"));
+        }
+        let jti = match claims.get("jti") {
+            None => String::new(),
+            Some(Value::String(j)) if j.len() <= MAX_JTI_BYTES => j.clone(),
+            Some(_) => return Err(TokenError::Claims("jti")),
+        };
+        let roles = claims::roles(claims::claim_path(&claims, &issuer.config.roles_claim), RolesShape::ListOrWords)?;
+        let scopes = claims::scopes(&claims);
+        Ok(Identity { sub, roles, jti, expires_at, issued_at, scopes, claims })
+    }
+}
+
+/// A trusted issuer's header `typ`: `required` exactly (case-insensitively,
+/// with or without `application/`), else anything an access token is typed
+/// as: absent, `JWT`, `at+jwt`. Any other (`id_token+jwt`, `logout+jwt`,
+/// `dpop+jwt`, ...) is a token for something else.
+pub(super) fn check_trusted_typ(header: &Map<String, Value>, required: Option<&str>) -> Result<(), TokenError> {
+    let typ = match header.get("typ") {
+        None => None,
+        Some(Value::String(t)) => Some(t.as_str()),
+        Some(_) => return Err(TokenError::Header("typ is not a string")),
+    };
+    let bare = |t: &str| {
+        let lower = t.to_ascii_lowercase();
+        lower.strip_prefix("application/").map_or(lower.clone(), str::to_owned)
+    };
+    let ok = match (required, typ) {
+        (Some(want), Some(got)) => bare(got) == bare(want),
+        (Some(_), None) => false,
+        (None, None) => true,
+        (None, Some(got)) => matches!(bare(got).as_str(), "jwt" | "at+jwt"),
+    };
+    if ok { Ok(()) } else { Err(TokenError::Header("typ is not an access token's")) }
+}

@@ -1,0 +1,287 @@
+//! Token verification: from a compact JWS to a verified `Identity`.
+//!
+//! Owns every check of docs/endpoints.md step 6, cheapest first: size (before any
+//! parsing), framing and base64url, the header (no `crit`, no `b64`, no
+//! embedded or remote keys, `typ: at+jwt`), the key by `kid` with its one
+//! pinned algorithm, then the signature and the registered claims through
+//! jsonwebtoken with every validation flag set explicitly, then the claim
+//! types jsonwebtoken is lenient about (`iss` must be a string, `iat` not in
+//! the future, `roles` an array of strings). It never fetches anything and
+//! never tries a second key.
+//!
+//! Here: the dispatch (`verify`: cache, framing, header, then ours or a
+//! trusted issuer's by `iss`) and the types. `own.rs`: our own tokens (the
+//! key by `kid`, validity, claims); `issuer.rs`: a trusted issuer's tokens;
+//! `claims.rs`: the claim readers both use (roles, scopes, dates, paths);
+//! `cache.rs`: the verified-token cache; `problems.rs`: every reason at once,
+//! for `explain`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::{Map, Value};
+
+mod cache;
+mod claims;
+mod issuer;
+mod own;
+mod problems;
+
+use self::cache::VerifyCache;
+pub use self::claims::{claim_path, scopes};
+use super::keys::{KeySet, VerifyKey};
+use super::trusted::Issuer;
+use crate::config::Tokens;
+
+/// Tokens longer than this are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Longest `jti` accepted: it becomes a store key.
+const MAX_JTI_BYTES: usize = 256;
+
+/// Why a token was refused. The detail is for logs; clients see only the
+/// spec's code (`invalid_token`, `token_expired`, `token_not_yet_valid`).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token longer than {MAX_TOKEN_BYTES} bytes")]
+    TooLarge,
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    #[error("refused header: {0}")]
+    Header(&'static str),
+    #[error("no key for this token's kid")]
+    UnknownKey,
+    #[error("header alg is not the key's algorithm")]
+    AlgorithmMismatch,
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("refused claims: {0}")]
+    Claims(&'static str),
+    #[error("verification failed")]
+    Verification(#[source] jsonwebtoken::errors::Error),
+    #[error("bad signature")]
+    BadSignature,
+}
+
+/// A caller whose token verified.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub sub: String,
+    pub roles: Vec<String>,
+    pub jti: String,
+    /// `exp`, seconds since the epoch.
+    pub expires_at: u64,
+    /// `iat`, seconds since the epoch.
+    pub issued_at: u64,
+    /// OAuth scopes: `scope` (space-separated) or `scp` (a list, as Okta and Azure send it).
+    pub scopes: Vec<String>,
+    /// Every claim, as verified.
+    pub claims: Map<String, Value>,
+}
+
+impl Identity {
+    /// The login session (`sid`) the token belongs to, when it names one.
+    pub fn session(&self) -> Option<&str> {
+        self.claims.get("sid").and_then(Value::as_str)
+    }
+}
+
+struct KeyCheck {
+    key: Arc<VerifyKey>,
+    validation: Validation,
+    /// The key parsed once; `None` leaves the check to jsonwebtoken.
+    prepared: Option<super::signature::Prepared>,
+}
+
+pub struct Verifier {
+    keys: HashMap<String, KeyCheck>,
+    /// Own tokens already verified; `None` with `verify_cache = 0`.
+    cache: Option<VerifyCache>,
+    /// Trusted issuers by their exact `iss`.
+    trusted: HashMap<String, Arc<Issuer>>,
+    sole: Option<String>,
+    issuer: String,
+    audience: Vec<String>,
+    leeway: u64,
+    /// Own tokens' longest lifetime, in seconds.
+    max_lifetime: u64,
+}
+
+impl Verifier {
+    pub fn new(tokens: &Tokens, keys: &KeySet, trusted: &[Arc<Issuer>]) -> Verifier {
+        let leeway = tokens.leeway.as_secs();
+        let mut checks = HashMap::new();
+        for spec in &tokens.keys {
+            let Some(key) = keys.get(&spec.kid) else {
+                continue;
+            };
+            let validation = validation(
+                key.algorithm,
+                leeway,
+                &tokens.audience,
+                &tokens.issuer,
+                &["exp", "nbf", "iss", "aud", "sub"],
+            );
+            let prepared = super::signature::Prepared::new(key.algorithm, &key.decoding);
+            checks.insert(spec.kid.clone(), KeyCheck { key: key.clone(), validation, prepared });
+        }
+        Verifier {
+            cache: (tokens.verify_cache > 0).then(|| VerifyCache::new(tokens.verify_cache)),
+            trusted: trusted.iter().map(|i| (i.config.issuer.clone(), i.clone())).collect(),
+            sole: keys.sole().map(|k| k.kid.clone()),
+            keys: checks,
+            issuer: tokens.issuer.clone(),
+            audience: tokens.audience.clone(),
+            leeway,
+            max_lifetime: tokens.max_lifetime.as_secs(),
+        }
+    }
+
+    /// Verifies a token: ours, or a trusted issuer's. A token of ours seen
+    /// before is answered from the cache while it is unexpired; the caller
+    /// still checks the denylist and policy on every request.
+    pub fn verify(&self, token: &str) -> Result<Arc<Identity>, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge);
+        }
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(token, now, self.leeway)) {
+            return Ok(hit);
+        }
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed("not three dot-separated parts"));
+        };
+        if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
+            return Err(TokenError::Malformed("empty part"));
+        }
+        let header_json =
+            URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| TokenError::Malformed("header is not base64url"))?;
+        let header: Map<String, Value> =
+            serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed("header is not a JSON object"))?;
+        refuse_dangerous_headers(&header)?;
+        // Decoded once, for the issuer choice and the claims.
+        let payload =
+            URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| TokenError::Malformed("payload is not base64url"))?;
+        let claims: Map<String, Value> =
+            serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed("payload is not a JSON object"))?;
+        // The issuer picks the key set before any key is tried: a token is
+        // never checked against another issuer's keys.
+        if !self.trusted.is_empty() {
+            match claims.get("iss").and_then(Value::as_str) {
+                Some(iss) if iss == self.issuer => {}
+                Some(iss) => match self.trusted.get(iss) {
+                    // Not cached: a trusted issuer's keys change behind our back.
+                    Some(issuer) => return self.verify_trusted(token, &header, issuer).map(Arc::new),
+                    None => return Err(TokenError::Claims("iss")),
+                },
+                None => return Err(TokenError::Claims("iss")),
+            }
+        }
+        let check = self.key_for(&header)?;
+        let claims = match &check.prepared {
+            Some(prepared) => {
+                let signature = URL_SAFE_NO_PAD
+                    .decode(signature_b64)
+                    .map_err(|_| TokenError::Malformed("signature is not base64url"))?;
+                let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+                if !prepared.verify(signing_input, &signature) {
+                    return Err(TokenError::BadSignature);
+                }
+                self.check_validity(&claims, now)?;
+                claims
+            }
+            None => {
+                jsonwebtoken::decode::<Map<String, Value>>(token, &check.key.decoding, &check.validation)
+                    .map_err(decode_error)?
+                    .claims
+            }
+        };
+        let identity = Arc::new(self.identity(claims, now)?);
+        if let Some(cache) = &self.cache {
+            cache.insert(token, &identity, now, self.leeway);
+        }
+        Ok(identity)
+    }
+
+    /// The trusted issuer a token names by `iss`, when its `kid` was unknown
+    /// there: the caller may wait for that issuer's refetch and try again.
+    fn issuer_of(&self, token: &str) -> Option<&Arc<Issuer>> {
+        let payload = token.split('.').nth(1)?;
+        let claims: Map<String, Value> = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+        self.trusted.get(claims.get("iss")?.as_str()?)
+    }
+
+    /// `verify`, except that a trusted issuer's token whose `kid` that
+    /// issuer's keys lack waits (at most `trusted::UNKNOWN_KID_WAIT`) for the
+    /// issuer's next refetch, shared by every such request, and is verified
+    /// once more: a key the IdP just rotated in is accepted at once.
+    pub async fn verify_waiting(&self, token: &str) -> Result<Arc<Identity>, TokenError> {
+        match self.verify(token) {
+            Err(TokenError::UnknownKey) => match self.issuer_of(token) {
+                Some(issuer) if issuer.wait_for_refetch().await => self.verify(token),
+                _ => Err(TokenError::UnknownKey),
+            },
+            other => other,
+        }
+    }
+
+    /// The trusted issuer a token's `iss` names, if any (unverified: for `explain`).
+    pub fn trusted_issuer_named(&self, token: &str) -> Option<&Arc<Issuer>> {
+        self.issuer_of(token)
+    }
+}
+
+/// jsonwebtoken's checks with every flag set explicitly: its defaults
+/// require only `exp`, skip `nbf` and allow a leeway of 60 s. The one
+/// place a `Validation` is made, for our keys and for trusted issuers'.
+fn validation(algorithm: Algorithm, leeway: u64, audience: &[String], issuer: &str, required: &[&str]) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.algorithms = vec![algorithm];
+    validation.leeway = leeway;
+    validation.reject_tokens_expiring_in_less_than = 0;
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.validate_aud = true;
+    validation.set_audience(audience);
+    validation.set_issuer(&[issuer]);
+    validation.sub = None;
+    validation.set_required_spec_claims(required);
+    validation
+}
+
+/// Headers no token of ours or of a trusted issuer needs, each a known attack:
+/// `crit` (RFC 7515 §4.1.11: we understand no extension), `b64` (RFC 7797),
+/// keys embedded or fetched from the token (`jku`, `jwk`, `x5u`, `x5c`), JWE.
+fn refuse_dangerous_headers(header: &Map<String, Value>) -> Result<(), TokenError> {
+    if header.contains_key("crit") {
+        return Err(TokenError::Header("crit"));
+    }
+    if header.contains_key("b64") {
+        return Err(TokenError::Header("b64"));
+    }
+    for remote in ["jku", "jwk", "x5u", "x5c"] {
+        if header.contains_key(remote) {
+            return Err(TokenError::Header("embedded or remote key reference"));
+        }
+    }
+    if header.contains_key("enc") || header.contains_key("zip") {
+        return Err(TokenError::Header("JWE"));
+    }
+    Ok(())
+}
+
+fn decode_error(e: jsonwebtoken::errors::Error) -> TokenError {
+    match e.kind() {
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        _ => TokenError::Verification(e),
+    }
+}
