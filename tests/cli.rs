@@ -6,12 +6,11 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use support::client::{get, get_bearer};
-
-const BIN: &str = env!("CARGO_BIN_EXE_authgate");
+use support::process::{BIN, GatewayProcess, free_port};
 
 fn authgate(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -210,10 +209,6 @@ fn check_shows_route_scopes() {
     assert!(stdout.contains("scopes") && stdout.contains("read:orders"), "{stdout}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 /// The README's quick start: run on the shipped config, mint tokens, see the
 /// injected headers come back from the echo route, stop with SIGTERM.
 #[tokio::test]
@@ -226,23 +221,12 @@ async fn the_quick_start_works_on_the_shipped_config() {
         .replace("127.0.0.1:8443", &format!("127.0.0.1:{https}"))
         .replace("127.0.0.1:9090", &format!("127.0.0.1:{admin}"));
     std::fs::write(dir.path().join("gateway.toml"), config).expect("write");
-    let mut child = Command::new(BIN)
-        .args(["--config", "gateway.toml"])
-        .current_dir(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start authgate");
+    let mut gateway = GatewayProcess::run(dir.path(), "gateway.toml", (http, admin), None, &[]).await;
+    let readyz = format!("http://127.0.0.1:{admin}/readyz");
     let ready = support::eventually(Duration::from_secs(10), || async {
-        let url = format!("http://127.0.0.1:{admin}/readyz");
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http::<http_body_util::Empty<bytes::Bytes>>();
-        let ok = client.get(url.parse().ok()?).await.ok()?.status() == 200;
-        ok.then_some(())
-    })
-    .await;
-    assert!(ready.is_some(), "the gateway did not become ready");
+        (get(&readyz, &[]).await.status == 200).then_some(())
+    });
+    assert!(ready.await.is_some(), "the gateway did not become ready");
     assert!(dir.path().join("keys/main.pem").exists(), "the signing key was not generated");
 
     let mint = |roles: &str| {
@@ -292,24 +276,11 @@ async fn the_quick_start_works_on_the_shipped_config() {
     assert_eq!(get_bearer(&format!("{base}/orders"), &access2).await.code(), "token_revoked");
 
     // A restart keeps the generated key: old tokens stay valid.
-    let pid = child.id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let status = wait(&mut child, Duration::from_secs(10)).expect("exited after SIGTERM");
+    gateway.signal("TERM");
+    let status = gateway.wait_exit(Duration::from_secs(10)).expect("exited after SIGTERM");
     assert!(status.success(), "SIGTERM should exit 0, got {status:?}");
     let key_before = std::fs::read(dir.path().join("keys/main.pem")).expect("key");
     let out = authgate(dir.path(), &["explain", "--token", &user, "GET", "/anything"]);
     assert!(text(&out.stdout).contains("decision: allow"), "{}", text(&out.stdout));
     assert_eq!(std::fs::read(dir.path().join("keys/main.pem")).expect("key"), key_before);
-}
-
-fn wait(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    None
 }

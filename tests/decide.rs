@@ -8,16 +8,7 @@ mod support;
 
 use support::process::{GatewayProcess, cli};
 
-const CONFIG: &str = r#"[server]
-http = "{HTTP}"
-admin = "{ADMIN}"
-[tokens]
-signing_key = "main"
-[[tokens.keys]]
-kid = "main"
-algorithm = "ES256"
-private_key_file = "main.pem"
-[[route]]
+const ROUTES: &str = r#"[[route]]
 path = "/public"
 upstream = "builtin:echo"
 auth = "none"
@@ -81,7 +72,8 @@ async fn served(gateway: &GatewayProcess, method: &str, path: &str, token: Optio
 #[tokio::test]
 async fn explain_and_the_gateway_give_one_answer() {
     let dir = support::fleet::setup();
-    let gateway = GatewayProcess::start(dir.path(), "g.toml", CONFIG).await;
+    let config = support::fleet::ConfigText { login: "", routes: ROUTES, ..Default::default() }.text();
+    let gateway = GatewayProcess::start(dir.path(), "g.toml", &config).await;
     let mint = |sub: &str, roles: &str, ttl: &str| {
         let (ok, out, err) =
             cli(dir.path(), &["--config", "g.toml", "token", "--sub", sub, "--roles", roles, "--ttl", ttl], None);

@@ -36,29 +36,13 @@ async fn post_bearer(url: &str, token: &str, body: Value) -> Reply {
 }
 
 fn config(store: &str) -> String {
-    format!(
-        r#"[server]
-http = "{{HTTP}}"
-admin = "{{ADMIN}}"
-[tokens]
-signing_key = "main"
-access_ttl = "5m"
-[[tokens.keys]]
-kid = "main"
-algorithm = "ES256"
-private_key_file = "main.pem"
-[store]
-{store}
-[login]
-enabled = true
-registration = true
-default_roles = ["user"]
-refresh_reuse_grace = "{{GRACE}}"
-[[route]]
-path = "/api"
-upstream = "builtin:echo"
-"#
-    )
+    support::fleet::ConfigText {
+        tokens: "access_ttl = \"5m\"",
+        store,
+        login: "enabled = true\nregistration = true\ndefault_roles = [\"user\"]\nrefresh_reuse_grace = \"{GRACE}\"",
+        routes: "[[route]]\npath = \"/api\"\nupstream = \"builtin:echo\"\n",
+    }
+    .text()
 }
 
 /// The tutorial flow across `a` and `b` (the same gateway, or two replicas).

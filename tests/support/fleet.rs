@@ -7,32 +7,51 @@ use std::time::{Duration, Instant};
 use super::client::{get_bearer, send};
 use super::process::{GatewayProcess, cli};
 
-/// A config with a public route (`/public`), a protected one (`/api`), the
-/// token service on, and `store` as the `[store]` section's body.
-pub fn config(store: &str) -> String {
-    format!(
-        r#"[server]
-http = "{{HTTP}}"
-admin = "{{ADMIN}}"
-[tokens]
-signing_key = "main"
-[[tokens.keys]]
-kid = "main"
-algorithm = "ES256"
-private_key_file = "main.pem"
-[store]
-{store}
-[login]
-enabled = true
-[[route]]
+/// Routes most process tests use: `/public` (no auth) and `/api` (a token).
+pub const PUBLIC_AND_API: &str = r#"[[route]]
 path = "/public"
 upstream = "builtin:echo"
 auth = "none"
 [[route]]
 path = "/api"
 upstream = "builtin:echo"
-"#
-    )
+"#;
+
+/// The one config baseline of the process tests: listeners on `{HTTP}` and
+/// `{ADMIN}` (filled by `GatewayProcess`), the signing key `main.pem`, and
+/// the lines of each section given (an empty section is left out).
+pub struct ConfigText<'a> {
+    /// Lines inside `[tokens]`, after `signing_key = "main"`.
+    pub tokens: &'a str,
+    pub store: &'a str,
+    pub login: &'a str,
+    pub routes: &'a str,
+}
+
+impl Default for ConfigText<'_> {
+    fn default() -> Self {
+        ConfigText { tokens: "", store: "", login: "enabled = true", routes: PUBLIC_AND_API }
+    }
+}
+
+impl ConfigText<'_> {
+    pub fn text(&self) -> String {
+        let section =
+            |name: &str, body: &str| if body.is_empty() { String::new() } else { format!("[{name}]\n{body}\n") };
+        format!(
+            "[server]\nhttp = \"{{HTTP}}\"\nadmin = \"{{ADMIN}}\"\n[tokens]\nsigning_key = \"main\"\n{tokens}\n\
+             [[tokens.keys]]\nkid = \"main\"\nalgorithm = \"ES256\"\nprivate_key_file = \"main.pem\"\n{store}{login}{routes}",
+            tokens = self.tokens,
+            store = section("store", self.store),
+            login = section("login", self.login),
+            routes = self.routes,
+        )
+    }
+}
+
+/// The baseline with `store` as the `[store]` section's body.
+pub fn config(store: &str) -> String {
+    ConfigText { store, ..ConfigText::default() }.text()
 }
 
 /// A directory with the signing key.

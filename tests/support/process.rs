@@ -40,6 +40,18 @@ impl GatewayProcess {
         let text =
             config.replace("{HTTP}", &format!("127.0.0.1:{http}")).replace("{ADMIN}", &format!("127.0.0.1:{admin}"));
         std::fs::write(dir.join(name), text).expect("write config");
+        Self::run(dir, name, (http, admin), log, env).await
+    }
+
+    /// Runs the gateway on the config file `dir/name` as it is, whose http
+    /// and admin listeners are on these ports, until `/readyz` answers at all.
+    pub async fn run(
+        dir: &Path,
+        name: &str,
+        (http, admin): (u16, u16),
+        log: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> GatewayProcess {
         let stderr = match log {
             Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
             None => Stdio::null(),
