@@ -10,7 +10,7 @@ use std::path::Path;
 use authgate::State;
 use authgate::auth::keys::LoadMode;
 use authgate::config::Config;
-use authgate::proxy::headers;
+use authgate::headers;
 use authgate::store::Revocation;
 use authgate::store::denylist::Replica;
 use criterion::{Criterion, criterion_group, criterion_main};

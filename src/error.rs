@@ -53,6 +53,9 @@ pub enum GatewayError {
     MethodNotAllowed(http::Method),
     #[error("not found")]
     NotFound,
+    /// A decision asked from outside `[authz] allow_from`.
+    #[error("the caller may not ask for decisions")]
+    Forbidden,
     #[error("draining")]
     Draining,
 }
@@ -153,6 +156,7 @@ impl GatewayError {
                 a(S::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed through the gateway")
             }
             GatewayError::NotFound => a(S::NOT_FOUND, "not_found", "not found"),
+            GatewayError::Forbidden => a(S::FORBIDDEN, "forbidden", "this address may not ask for decisions"),
             GatewayError::InvalidCredentials => {
                 a(S::UNAUTHORIZED, "invalid_credentials", "wrong user name or password")
             }

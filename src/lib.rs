@@ -20,12 +20,14 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod authz;
 pub mod body;
 pub mod config;
 pub mod decide;
 pub mod downstream;
 pub mod endpoints;
 pub mod error;
+pub mod headers;
 pub mod metrics;
 pub mod path;
 pub mod proxy;

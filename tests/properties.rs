@@ -7,7 +7,7 @@ use std::path::Path;
 
 use authgate::config::Config;
 use authgate::path::normalize;
-use authgate::proxy::headers;
+use authgate::headers;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
 

@@ -71,8 +71,19 @@ pub struct Config {
     pub store: Store,
     pub login: Login,
     pub headers: Headers,
+    pub authz: Authz,
     /// In file order; the router decides precedence.
     pub routes: Vec<Route>,
+}
+
+/// `[authz]`: decision mode, for an ingress that asks before it forwards.
+#[derive(Debug, Clone)]
+pub struct Authz {
+    pub enabled: bool,
+    /// Where the decision endpoints live: `{prefix}/auth-request`, `/forward-auth`, `/ext-authz/...`.
+    pub path_prefix: String,
+    /// Who may ask; empty: anyone (an answer only concerns the caller's own credentials).
+    pub allow_from: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone)]
@@ -357,6 +368,8 @@ impl fmt::Display for AuthMode {
 pub enum Upstream {
     /// Answers with the request it received, as JSON.
     Echo,
+    /// None: the route exists for decisions only (`[authz]`); proxied, it is 404.
+    None,
     /// `http://host:port` with an optional base path (no trailing `/`).
     Http { authority: http::uri::Authority, base_path: String },
 }
@@ -365,6 +378,7 @@ impl fmt::Display for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Upstream::Echo => f.write_str("builtin:echo"),
+            Upstream::None => f.write_str("(decisions only)"),
             Upstream::Http { authority, base_path } => write!(f, "http://{authority}{base_path}"),
         }
     }

@@ -23,7 +23,16 @@ pub struct RawConfig {
     pub store: Option<S<RawStore>>,
     pub login: Option<S<RawLogin>>,
     pub headers: Option<S<RawHeaders>>,
+    pub authz: Option<S<RawAuthz>>,
     pub routes: Vec<S<RawRoute>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthz {
+    pub enabled: Option<bool>,
+    pub path_prefix: Option<S<String>>,
+    pub allow_from: Option<Vec<S<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -187,7 +196,7 @@ pub struct RawCors {
 /// A problem found while reading the file's shape: a byte span and a message.
 pub type RawError = (Option<Range<usize>>, String);
 
-const SECTIONS: &str = "server, tokens, store, login, headers, route";
+const SECTIONS: &str = "server, tokens, store, login, headers, authz, route";
 
 /// Reads the file's shape, collecting every problem instead of stopping at the first.
 pub fn parse(src: &str) -> (RawConfig, Vec<RawError>) {
@@ -202,6 +211,7 @@ pub fn parse(src: &str) -> (RawConfig, Vec<RawError>) {
             "store" => raw.store = section(value, &mut errors),
             "login" => raw.login = section(value, &mut errors),
             "headers" => raw.headers = section(value, &mut errors),
+            "authz" => raw.authz = section(value, &mut errors),
             "route" => match value.into_inner() {
                 DeValue::Array(items) => {
                     for item in items {

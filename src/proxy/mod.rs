@@ -11,7 +11,6 @@
 
 pub mod cors;
 pub mod echo;
-pub mod headers;
 pub mod upgrade;
 
 use std::time::Instant;
@@ -27,6 +26,7 @@ use crate::config::Upstream;
 use crate::decide::{Decision, decide};
 use crate::downstream::Downstream;
 use crate::error::GatewayError;
+use crate::headers;
 use crate::metrics::RequestLabels;
 use crate::report::chain;
 use crate::router::RouteMatch;
@@ -34,9 +34,11 @@ use crate::state::State;
 
 /// What the log line and the metrics learn of a request as it goes.
 struct Notes {
-    /// The matched route's path, `endpoint`, or `-`.
+    /// The matched route's path, `endpoint`, `authz:<route>` for a decision, or `-`.
     route: String,
     sub: Option<String>,
+    /// For a decision request: `allow` or `deny`.
+    decision: Option<&'static str>,
 }
 
 /// Serves one request; never fails: errors become the spec's responses.
@@ -47,7 +49,7 @@ pub async fn handle(mut request: Request<Incoming>, downstream: Downstream, stat
     request.extensions_mut().insert(RequestId(request_id.clone()));
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let mut notes = Notes { route: "-".to_owned(), sub: None };
+    let mut notes = Notes { route: "-".to_owned(), sub: None, decision: None };
     let metrics = &state.metrics;
     let (mut response, refused) = match serve(request, &downstream, state, &mut notes).await {
         Ok(response) => (response, None),
@@ -81,6 +83,7 @@ pub async fn handle(mut request: Request<Incoming>, downstream: Downstream, stat
         request_id = request_id.to_str().unwrap_or("-"),
         error = code,
         cause,
+        decision = notes.decision.unwrap_or("-"),
     );
     response
 }
@@ -148,6 +151,15 @@ async fn serve(
     headers::check_framing(&parts.headers).map_err(GatewayError::Framing)?;
     headers::apply_underscore_policy(&mut parts.headers, state.config.server.underscore_headers)
         .map_err(GatewayError::BadRequest)?;
+    // Decision mode: an ingress asks about a request it will forward itself.
+    if let Some(door) = crate::authz::door(parts.uri.path(), state) {
+        let mut outcome = crate::authz::Outcome { route: "-".to_owned(), sub: None, allowed: false };
+        let answer = crate::authz::answer(door, &parts, downstream, state, &mut outcome).await;
+        notes.route = format!("authz:{}", outcome.route);
+        notes.sub = outcome.sub;
+        notes.decision = Some(if answer.is_ok() && outcome.allowed { "allow" } else { "deny" });
+        return answer;
+    }
     let (target, authorized) = match decide(&parts, state).await {
         Decision::Refused { error, .. } => return Err(error),
         Decision::Endpoint { endpoint, .. } => {
@@ -196,6 +208,8 @@ async fn forward(
             return echo::respond(parts, &target.upstream_path_and_query, body, timeout).await;
         }
         Upstream::Http { authority, .. } => authority,
+        // A route for decisions only: nothing to forward to.
+        Upstream::None => return Err(crate::router::RouteError::NoRoute.into()),
     };
     parts.uri = Uri::builder()
         .scheme("http")

@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use super::headers;
+use crate::headers;
 use crate::body::{self, Body};
 use crate::error::GatewayError;
 use crate::upstream::UpstreamError;

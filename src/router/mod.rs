@@ -125,7 +125,7 @@ fn upstream_target(route: &Route, path: &str, query: Option<&str>) -> String {
     };
     let base = match &route.upstream {
         crate::config::Upstream::Http { base_path, .. } => base_path.as_str(),
-        crate::config::Upstream::Echo => "",
+        crate::config::Upstream::Echo | crate::config::Upstream::None => "",
     };
     let mut out = String::with_capacity(base.len() + rest.len() + query.map_or(0, |q| q.len() + 1));
     out.push_str(base);

@@ -16,6 +16,7 @@ pub(super) use std::time::Duration;
 
 pub(super) use http::{HeaderName, Method};
 
+mod authz;
 mod headers;
 mod login;
 mod routes;
@@ -155,7 +156,8 @@ pub(super) fn validate(raw: RawConfig, map: &SourceMap, diagnostics: &mut Vec<Di
     let store = store::store(&mut c, raw.store.as_ref());
     let login = login::login(&mut c, raw.login.as_ref(), &tokens);
     let headers = headers::headers(&mut c, raw.headers.as_ref());
-    let routes = routes::routes(&mut c, &raw.routes, &tokens, &server.limits);
+    let authz = authz::authz(&mut c, raw.authz.as_ref(), &login);
+    let routes = routes::routes(&mut c, &raw.routes, &tokens, &server.limits, authz.enabled);
 
     if server.http.is_none() && server.https.is_none() {
         let span = raw.server.as_ref().map_or(0..0, |s| s.span());
@@ -165,7 +167,7 @@ pub(super) fn validate(raw: RawConfig, map: &SourceMap, diagnostics: &mut Vec<Di
         let span = raw.server.as_ref().map_or(0..0, |s| s.span());
         c.error(span, format!("`server.https` ({https}) needs a [server.tls] section"));
     }
-    Config { source: map.file().to_path_buf(), server, tokens, store, login, headers, routes }
+    Config { source: map.file().to_path_buf(), server, tokens, store, login, headers, authz, routes }
 }
 
 pub(super) fn is_loopback_host(host: &str) -> bool {

@@ -6,11 +6,18 @@ use super::*;
 /// Path, host and methods: two routes with the same key would be ambiguous.
 type RouteKey = (String, Option<String>, Option<BTreeSet<String>>);
 
-pub(super) fn routes(c: &mut Checker<'_>, raw: &[S<RawRoute>], tokens: &Tokens, limits: &Limits) -> Vec<Route> {
+/// `decisions`: `[authz]` is on, so a route may have no upstream.
+pub(super) fn routes(
+    c: &mut Checker<'_>,
+    raw: &[S<RawRoute>],
+    tokens: &Tokens,
+    limits: &Limits,
+    decisions: bool,
+) -> Vec<Route> {
     let mut out: Vec<Route> = Vec::new();
     let mut seen: Vec<RouteKey> = Vec::new();
     for r in raw {
-        let Some(route) = route(c, r, tokens, limits) else {
+        let Some(route) = route(c, r, tokens, limits, decisions) else {
             continue;
         };
         let methods: Option<BTreeSet<String>> =
@@ -36,13 +43,23 @@ pub(super) fn routes(c: &mut Checker<'_>, raw: &[S<RawRoute>], tokens: &Tokens, 
     out
 }
 
-pub(super) fn route(c: &mut Checker<'_>, r: &S<RawRoute>, tokens: &Tokens, limits: &Limits) -> Option<Route> {
+pub(super) fn route(
+    c: &mut Checker<'_>,
+    r: &S<RawRoute>,
+    tokens: &Tokens,
+    limits: &Limits,
+    decisions: bool,
+) -> Option<Route> {
     let location = c.location(r);
     let raw = r.get_ref();
-    let (Some(path_s), Some(upstream_s)) = (&raw.path, &raw.upstream) else {
+    let Some(path_s) = &raw.path else {
         c.error(r.span(), "[[route]] needs `path` and `upstream`");
         return None;
     };
+    if raw.upstream.is_none() && !decisions {
+        c.error(r.span(), "[[route]] needs `path` and `upstream` (only with [authz] enabled may a route serve decisions alone)");
+        return None;
+    }
     let path = match normalize(path_s.get_ref()) {
         Ok(n) if n == *path_s.get_ref() => {
             let trimmed = n.trim_end_matches('/');
@@ -81,7 +98,10 @@ pub(super) fn route(c: &mut Checker<'_>, r: &S<RawRoute>, tokens: &Tokens, limit
         methods.extend(list.iter().filter_map(|m| c.method(m)));
         methods
     });
-    let upstream = upstream(c, upstream_s)?;
+    let upstream = match &raw.upstream {
+        Some(upstream_s) => upstream(c, upstream_s)?,
+        None => Upstream::None,
+    };
     let auth = match raw.auth.as_ref().map(|a| (a.get_ref().as_str(), a.span())) {
         None | Some(("required", _)) => AuthMode::Required,
         Some(("optional", _)) => AuthMode::Optional,
