@@ -31,7 +31,9 @@ pub enum Door {
     AuthRequest,
     ForwardAuth,
     /// The original path is what follows this many bytes of the check request's path.
-    ExtAuthz { prefix_len: usize },
+    ExtAuthz {
+        prefix_len: usize,
+    },
 }
 
 /// What a decision found, for the access log and metrics.
@@ -78,7 +80,7 @@ pub async fn answer(
         // The gateway's own endpoints and CORS preflights carry no caller to judge.
         Decision::Endpoint { .. } | Decision::Preflight { .. } => {
             outcome.allowed = true;
-            Ok(allowed(HeaderMap::new()))
+            Ok(allowed(door, HeaderMap::new(), state))
         }
         Decision::Route { target, caller, verdict } => {
             outcome.route.clone_from(&target.route.path);
@@ -90,14 +92,30 @@ pub async fn answer(
                     .map_err(crate::auth::AuthError::from)?;
             }
             outcome.allowed = true;
-            Ok(allowed(identity))
+            Ok(allowed(door, identity, state))
         }
     }
 }
 
-fn allowed(identity: HeaderMap) -> Response<Body> {
+/// Envoy removes the headers this response header names from the request
+/// it forwards: the client's copies of the identity headers, which Envoy
+/// would otherwise pass on where the answer sets none (an anonymous route).
+const ENVOY_REMOVE: HeaderName = HeaderName::from_static("x-envoy-auth-headers-to-remove");
+
+fn allowed(door: Door, identity: HeaderMap, state: &State) -> Response<Body> {
     let mut response = Response::new(body::empty());
     *response.status_mut() = StatusCode::OK;
+    if matches!(door, Door::ExtAuthz { .. }) {
+        let config = &state.config.headers;
+        let names: Vec<&str> = [config.user.as_str(), config.roles.as_str()]
+            .into_iter()
+            .chain(config.claims.iter().map(|(_, n)| n.as_str()))
+            .filter(|n| !identity.contains_key(*n))
+            .collect();
+        if let Ok(value) = HeaderValue::from_str(&names.join(",")) {
+            response.headers_mut().insert(ENVOY_REMOVE, value);
+        }
+    }
     response.headers_mut().extend(identity);
     response
 }
@@ -210,7 +228,10 @@ mod tests {
             &[("x-forwarded-method", "DELETE"), ("x-forwarded-uri", "/items/1"), ("x-forwarded-host", "shop")],
         );
         let o = original_request(Door::ForwardAuth, &traefik).unwrap();
-        assert_eq!((o.method.as_str(), o.uri.path(), o.headers["host"].to_str().unwrap()), ("DELETE", "/items/1", "shop"));
+        assert_eq!(
+            (o.method.as_str(), o.uri.path(), o.headers["host"].to_str().unwrap()),
+            ("DELETE", "/items/1", "shop")
+        );
 
         let envoy = parts("PUT", "/authz/ext-authz/v1/x?y=2", &[]);
         let o = original_request(Door::ExtAuthz { prefix_len: "/authz/ext-authz".len() }, &envoy).unwrap();

@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use authgate::config::Config;
-use authgate::path::normalize;
 use authgate::headers;
+use authgate::path::normalize;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
 

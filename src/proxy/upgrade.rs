@@ -18,9 +18,9 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::headers;
 use crate::body::{self, Body};
 use crate::error::GatewayError;
+use crate::headers;
 use crate::upstream::UpstreamError;
 
 const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";

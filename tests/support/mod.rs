@@ -8,6 +8,7 @@ pub mod client;
 pub mod fleet;
 pub mod gateway;
 pub mod h2raw;
+pub mod ingress;
 pub mod jwks;
 pub mod oidc;
 pub mod process;

@@ -57,7 +57,10 @@ pub(super) fn route(
         return None;
     };
     if raw.upstream.is_none() && !decisions {
-        c.error(r.span(), "[[route]] needs `path` and `upstream` (only with [authz] enabled may a route serve decisions alone)");
+        c.error(
+            r.span(),
+            "[[route]] needs `path` and `upstream` (only with [authz] enabled may a route serve decisions alone)",
+        );
         return None;
     }
     let path = match normalize(path_s.get_ref()) {
