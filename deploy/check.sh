@@ -9,10 +9,27 @@ cd "$(dirname "$0")/.."
 bin=${1:-target/debug/authgate}
 
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
-  python3 -m pip install -q kubernetes-validate
+  python3 -m pip install -q 'kubernetes-validate==1.37.0'
 fi
 kubernetes-validate --strict --quiet deploy/kubernetes/*/*.yaml
 echo "manifests: valid"
+
+# Custom resources (Traefik, Istio) have no schema offline: parsed, and their
+# kind, apiVersion and the fields authgate depends on checked.
+python3 - deploy/kubernetes/*/crds/*.yaml <<'PY'
+import sys, yaml
+need = {
+    ("traefik.io/v1alpha1", "Middleware"): lambda d: d["spec"]["forwardAuth"]["address"].endswith("/authz/forward-auth"),
+    ("security.istio.io/v1", "AuthorizationPolicy"): lambda d: d["spec"]["action"] == "CUSTOM" and d["spec"]["provider"]["name"],
+    ("v1", "ConfigMap"): lambda d: any(p["envoyExtAuthzHttp"]["pathPrefix"] == "/authz/ext-authz"
+                                      for p in yaml.safe_load(d["data"]["mesh"])["extensionProviders"]),
+}
+for path in sys.argv[1:]:
+    for doc in yaml.safe_load_all(open(path)):
+        key = (doc["apiVersion"], doc["kind"])
+        assert key in need and need[key](doc), f"{path}: {key} is not as authgate expects"
+    print(f"{path}: valid")
+PY
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

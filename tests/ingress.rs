@@ -292,3 +292,31 @@ async fn envoy_http_ext_authz() {
     let ingress = Ingress::start(&envoy, &args, "envoy.yaml", &config);
     scenario("envoy ext_authz (HTTP)", &ingress, &gw, &up).await;
 }
+
+/// `[authz] allow_from` decides who may ask; a question without the original
+/// method or URI is 400; a route without an upstream is not proxied (404).
+#[tokio::test]
+async fn who_may_ask_and_what_a_question_needs() {
+    let closed = "[authz]\nenabled = true\nallow_from = [\"10.0.0.0/8\"]\n[[route]]\npath = \"/\"\n";
+    let gw = TestGateway::start_with(closed, Options::default()).await;
+    let ask = [("x-forwarded-method", "GET"), ("x-forwarded-uri", "/x")];
+    let r = get(&gw.url("/authz/forward-auth"), &ask).await;
+    assert_eq!((r.status, r.code().as_str()), (403, "forbidden"), "asked from outside allow_from");
+
+    let gw = gateway().await;
+    let r = get(&gw.url("/authz/forward-auth"), &[("x-forwarded-uri", "/x")]).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "bad_request"), "no original method");
+    let r = get(&gw.url("/authz/auth-request"), &[("x-original-method", "GET")]).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "bad_request"), "no original URI");
+    let admin = format!("Bearer {}", sign("es256", &claims("root", &["admin"])));
+    let r = get(&gw.url("/admin/x"), &[("authorization", &admin)]).await;
+    assert_eq!((r.status, r.code().as_str()), (404, "no_route"), "a decisions-only route was proxied");
+    let r = get(
+        &gw.url("/authz/forward-auth"),
+        &[("x-forwarded-method", "GET"), ("x-forwarded-uri", "/admin/x"), ("authorization", &admin)],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers.get("x-auth-user").map(|v| v.to_str().unwrap_or("?")), Some("root"));
+    assert!(r.body.is_empty(), "an allow has no body");
+}
