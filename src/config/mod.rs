@@ -84,6 +84,8 @@ pub struct Authz {
     pub path_prefix: String,
     /// Who may ask; empty: anyone (an answer only concerns the caller's own credentials).
     pub allow_from: Vec<ipnet::IpNet>,
+    /// A listener for Envoy's gRPC `ext_authz` (HTTP/2, prior knowledge).
+    pub grpc: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]

@@ -33,6 +33,7 @@ pub struct RawAuthz {
     pub enabled: Option<bool>,
     pub path_prefix: Option<S<String>>,
     pub allow_from: Option<Vec<S<String>>>,
+    pub grpc: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,6 +1,6 @@
 //! Listeners: accepting connections and serving HTTP on them.
 //!
-//! Owns the three listeners (plain, TLS, admin), the accept loop (a
+//! Owns the listeners (plain, TLS, admin, and `[authz] grpc`), the accept loop (a
 //! connection cap, backoff on accept errors such as EMFILE), one task per
 //! connection (the TLS handshake runs inside it, under a timeout, so a slow
 //! client never stalls the accept loop), and the drain on shutdown. One
@@ -54,6 +54,8 @@ pub struct Addresses {
     pub http: Option<SocketAddr>,
     pub https: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    /// Envoy's gRPC `ext_authz` (`[authz] grpc`).
+    pub grpc: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +73,7 @@ enum Kind {
     Plain,
     Tls,
     Admin,
+    Grpc,
 }
 
 struct Shared {
@@ -108,8 +111,10 @@ impl Gateway {
         let http = bind(server.http).await?;
         let https = bind(server.https).await?;
         let admin = bind(server.admin).await?;
+        let grpc = bind(state.config.authz.grpc).await?;
         let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
-        let addresses = Addresses { http: local(&http), https: local(&https), admin: local(&admin) };
+        let addresses =
+            Addresses { http: local(&http), https: local(&https), admin: local(&admin), grpc: local(&grpc) };
         let limits = server.limits.clone();
         state.start_background();
         let health = Arc::new(Health::default());
@@ -124,14 +129,20 @@ impl Gateway {
         let (stop, _) = watch::channel(false);
         let (admin_stop, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        for (listener, kind) in [(http, Kind::Plain), (https, Kind::Tls)] {
+        for (listener, kind) in [(http, Kind::Plain), (https, Kind::Tls), (grpc, Kind::Grpc)] {
             if let Some(listener) = listener {
                 tasks.spawn(accept_loop(listener, kind, shared.clone(), stop.subscribe()));
             }
         }
         tasks.spawn(reload::watch(state.clone(), stop.subscribe()));
         let admin = admin.map(|l| tokio::spawn(accept_loop(l, Kind::Admin, shared.clone(), admin_stop.subscribe())));
-        for (name, addr) in [("http", addresses.http), ("https", addresses.https), ("admin", addresses.admin)] {
+        let named = [
+            ("http", addresses.http),
+            ("https", addresses.https),
+            ("admin", addresses.admin),
+            ("grpc", addresses.grpc),
+        ];
+        for (name, addr) in named {
             if let Some(addr) = addr {
                 tracing::info!(listener = name, %addr, "listening");
             }
@@ -214,6 +225,10 @@ async fn accept_loop(listener: TcpListener, kind: Kind, shared: Arc<Shared>, mut
                 serve_admin(tcp, peer, &shared, stop).await;
                 drop(open);
             }),
+            Kind::Grpc => tokio::spawn(async move {
+                serve_grpc(tcp, Downstream { peer, tls: false }, &shared, stop).await;
+                drop(open);
+            }),
         };
     }
 }
@@ -246,6 +261,16 @@ async fn serve_admin(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, sto
         std::future::ready(response)
     };
     connection::serve(tcp, peer, handler, &shared.protocols, stop).await;
+}
+
+/// The `[authz] grpc` listener: Envoy's gRPC `ext_authz` over HTTP/2 (prior knowledge).
+async fn serve_grpc(tcp: TcpStream, downstream: Downstream, shared: &Arc<Shared>, stop: watch::Receiver<bool>) {
+    let state = shared.state.clone();
+    let handler = move |request| {
+        let state = state.load_full();
+        async move { crate::authz::grpc::handle(request, downstream, &state).await }
+    };
+    connection::serve(tcp, downstream.peer, handler, &shared.protocols, stop).await;
 }
 
 async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, stop: watch::Receiver<bool>) {

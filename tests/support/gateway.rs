@@ -31,6 +31,8 @@ pub struct TestGateway {
     pub http: SocketAddr,
     pub https: Option<SocketAddr>,
     pub admin: SocketAddr,
+    /// The `[authz] grpc` listener, when configured.
+    pub grpc: Option<SocketAddr>,
     pub dir: TempDir,
     gateway: Option<Gateway>,
 }
@@ -58,6 +60,7 @@ impl TestGateway {
             http: a.http.expect("http listener"),
             https: a.https,
             admin: a.admin.expect("admin listener"),
+            grpc: a.grpc,
             dir,
             gateway: Some(gateway),
         }

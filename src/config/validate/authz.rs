@@ -31,7 +31,12 @@ pub(super) fn authz(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawAuthz>>, 
             Err(_) => c.error(entry.span(), format!("`{text}` is not an IP address or CIDR range")),
         }
     }
-    Authz { enabled, path_prefix, allow_from }
+    let grpc = c.addr(&r.grpc, "grpc");
+    if grpc.is_some() && !enabled {
+        let span = r.grpc.as_ref().map_or(0..0, S::span);
+        c.error(span, "`grpc` needs `enabled = true`");
+    }
+    Authz { enabled, path_prefix, allow_from, grpc }
 }
 
 #[cfg(test)]
@@ -46,6 +51,8 @@ mod tests {
             ("[authz]\nenabled = true\nallow_from = [\"10.0.0.0/40\"]\n", &["is not an IP address or CIDR"]),
             ("[authz]\nenabled = true\n[[route]]\npath = \"/decide\"\nroles = [\"a\"]\n", &[]),
             ("[[route]]\npath = \"/decide\"\n", &["only with [authz] enabled"]),
+            ("[authz]\ngrpc = \"127.0.0.1:9191\"\n", &["`grpc` needs `enabled = true`"]),
+            ("[authz]\nenabled = true\ngrpc = \"9191\"\n", &["`grpc` must be an IP address and port"]),
         ];
         for (rest, expected) in cases {
             check(rest, expected);

@@ -14,6 +14,9 @@
 //!   `X-Forwarded-Method`, `-Uri`, `-Host`, `-Proto`.
 //! - `{prefix}/ext-authz/...`: Envoy's HTTP `ext_authz`: the check
 //!   request's own method, the path after the prefix, its `Host`.
+//! - Envoy's gRPC `ext_authz`, on the `[authz] grpc` listener: `grpc.rs`.
+
+pub mod grpc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
@@ -74,13 +77,23 @@ pub async fn answer(
         return Err(GatewayError::Forbidden);
     }
     let original = original_request(door, parts)?;
-    let decision = decide(&original, state).await;
-    match decision {
+    let identity = decide_original(&original, state, outcome).await?;
+    Ok(allowed(door, identity, state))
+}
+
+/// `decide` on the original request: the identity headers to set when it
+/// may pass (none on an anonymous route), else the refusal.
+pub async fn decide_original(
+    original: &Parts,
+    state: &State,
+    outcome: &mut Outcome,
+) -> Result<HeaderMap, GatewayError> {
+    match decide(original, state).await {
         Decision::Refused { error, .. } => Err(error),
         // The gateway's own endpoints and CORS preflights carry no caller to judge.
         Decision::Endpoint { .. } | Decision::Preflight { .. } => {
             outcome.allowed = true;
-            Ok(allowed(door, HeaderMap::new(), state))
+            Ok(HeaderMap::new())
         }
         Decision::Route { target, caller, verdict } => {
             outcome.route.clone_from(&target.route.path);
@@ -92,9 +105,18 @@ pub async fn answer(
                     .map_err(crate::auth::AuthError::from)?;
             }
             outcome.allowed = true;
-            Ok(allowed(door, identity, state))
+            Ok(identity)
         }
     }
+}
+
+/// Every identity header `[headers]` names: user, roles, mapped claims.
+pub fn identity_header_names(state: &State) -> Vec<HeaderName> {
+    let config = &state.config.headers;
+    [config.user.clone(), config.roles.clone()]
+        .into_iter()
+        .chain(config.claims.iter().map(|(_, n)| n.clone()))
+        .collect()
 }
 
 /// Envoy removes the headers this response header names from the request
@@ -106,12 +128,9 @@ fn allowed(door: Door, identity: HeaderMap, state: &State) -> Response<Body> {
     let mut response = Response::new(body::empty());
     *response.status_mut() = StatusCode::OK;
     if matches!(door, Door::ExtAuthz { .. }) {
-        let config = &state.config.headers;
-        let names: Vec<&str> = [config.user.as_str(), config.roles.as_str()]
-            .into_iter()
-            .chain(config.claims.iter().map(|(_, n)| n.as_str()))
-            .filter(|n| !identity.contains_key(*n))
-            .collect();
+        let names: Vec<HeaderName> =
+            identity_header_names(state).into_iter().filter(|n| !identity.contains_key(n)).collect();
+        let names: Vec<&str> = names.iter().map(HeaderName::as_str).collect();
         if let Ok(value) = HeaderValue::from_str(&names.join(",")) {
             response.headers_mut().insert(ENVOY_REMOVE, value);
         }
@@ -154,11 +173,6 @@ fn original_request(door: Door, parts: &Parts) -> Result<Parts, GatewayError> {
             (parts.method.as_str().to_owned(), target, None)
         }
     };
-    if !target.starts_with('/') {
-        return Err(GatewayError::BadRequest("the original URI is not a path"));
-    }
-    let method = Method::from_bytes(method.as_bytes()).map_err(|_| GatewayError::BadRequest("not an HTTP method"))?;
-    let uri: Uri = target.parse().map_err(|_| GatewayError::BadRequest("the original URI is malformed"))?;
     let mut headers = parts.headers.clone();
     for name in &DESCRIPTION {
         headers.remove(name);
@@ -173,6 +187,16 @@ fn original_request(door: Door, parts: &Parts) -> Result<Parts, GatewayError> {
             headers.remove(header::HOST);
         }
     }
+    request_parts(&method, &target, headers)
+}
+
+/// A request head from its method, target (path and query) and headers.
+pub fn request_parts(method: &str, target: &str, headers: HeaderMap) -> Result<Parts, GatewayError> {
+    if !target.starts_with('/') {
+        return Err(GatewayError::BadRequest("the original URI is not a path"));
+    }
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| GatewayError::BadRequest("not an HTTP method"))?;
+    let uri: Uri = target.parse().map_err(|_| GatewayError::BadRequest("the original URI is malformed"))?;
     let mut request = http::Request::builder().method(method).uri(uri).version(Version::HTTP_11);
     if let Some(h) = request.headers_mut() {
         *h = headers;
