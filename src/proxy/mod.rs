@@ -83,7 +83,7 @@ pub async fn handle(mut request: Request<Incoming>, downstream: Downstream, stat
         request_id = request_id.to_str().unwrap_or("-"),
         error = code,
         cause,
-        decision = notes.decision.unwrap_or("-"),
+        decision = notes.decision,
     );
     response
 }
