@@ -92,6 +92,7 @@ pub async fn decide<'s>(parts: &Parts, state: &'s State) -> Decision<'s> {
         verifier: &state.verifier,
         stores: state.stores.as_deref(),
         cookies: state.config.login.enabled && state.config.login.cookies,
+        bare: state.config.tokens.accept_bare_token,
     };
     let caller = match auth::authenticate(&parts.method, &parts.headers, target.route.auth, &credentials).await {
         Ok(caller) => caller,

@@ -88,6 +88,29 @@ pub fn check_csrf(method: &Method, headers: &HeaderMap, identity: &Identity) -> 
     }
 }
 
+/// A trusted app's double submit (Flask-JWT-Extended): on unsafe methods,
+/// `header` must be sent once and equal the token's `claim`.
+pub fn check_double_submit(
+    method: &Method,
+    headers: &HeaderMap,
+    identity: &Identity,
+    header: &HeaderName,
+    claim: &str,
+) -> Result<(), AuthError> {
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if safe && !METHOD_OVERRIDES.iter().any(|h| headers.contains_key(h)) {
+        return Ok(());
+    }
+    let mut sent = headers.get_all(header).iter();
+    let value = match (sent.next(), sent.next()) {
+        (Some(v), None) => v.as_bytes(),
+        _ => return Err(AuthError::CsrfFailed),
+    };
+    let expected = identity.claims.get(claim).and_then(|c| c.as_str()).ok_or(AuthError::CsrfFailed)?;
+    let equal = aws_lc_rs::constant_time::verify_slices_are_equal(value, expected.as_bytes()).is_ok();
+    if !expected.is_empty() && equal { Ok(()) } else { Err(AuthError::CsrfFailed) }
+}
+
 /// A `Set-Cookie` value; `max_age` 0 clears the cookie.
 pub fn set_cookie(name: &str, value: &str, path: &str, http_only: bool, max_age: u64) -> Option<HeaderValue> {
     let http_only = if http_only { "; HttpOnly" } else { "" };

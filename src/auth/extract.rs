@@ -11,6 +11,28 @@ use http::header::AUTHORIZATION;
 
 use super::verify::TokenError;
 
+/// The bearer token, `None` when no `Authorization` header was sent. With
+/// `bare` (`[tokens] accept_bare_token`), a value without a scheme that is
+/// a compact JWS (`xxx.yyy.zzz` in base64url) is read as one too: the way
+/// hand-written PyJWT decorators read the header.
+pub fn token(headers: &HeaderMap, bare: bool) -> Result<Option<&str>, TokenError> {
+    if bare
+        && let Some(value) = headers.get(AUTHORIZATION)
+        && headers.get_all(AUTHORIZATION).iter().count() == 1
+    {
+        let v = value.as_bytes();
+        let base64url = |part: &[u8]| {
+            !part.is_empty() && part.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+        };
+        if !v.contains(&b' ') && v.split(|b| *b == b'.').count() == 3 && v.split(|b| *b == b'.').all(base64url) {
+            return std::str::from_utf8(v)
+                .map(Some)
+                .map_err(|_| TokenError::Malformed("non-ASCII Authorization header"));
+        }
+    }
+    bearer_token(headers)
+}
+
 /// The bearer token, `None` when no `Authorization` header was sent.
 pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, TokenError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
@@ -53,6 +75,18 @@ fn is_b64token(token: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_jws_only_when_allowed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, http::HeaderValue::from_static("aGVhZA.cGF5bG9hZA.c2ln"));
+        assert_eq!(token(&headers, true).unwrap(), Some("aGVhZA.cGF5bG9hZA.c2ln"));
+        assert!(token(&headers, false).is_err(), "strict RFC 6750 without the setting");
+        headers.insert(AUTHORIZATION, http::HeaderValue::from_static("Basic dXNlcjpwdw=="));
+        assert!(token(&headers, true).is_err(), "another scheme is still refused");
+        headers.insert(AUTHORIZATION, http::HeaderValue::from_static("a.b"));
+        assert!(token(&headers, true).is_err(), "two parts is no JWS");
+    }
 
     fn extract(values: &[&[u8]]) -> Result<Option<String>, ()> {
         let mut headers = HeaderMap::new();

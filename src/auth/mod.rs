@@ -65,6 +65,8 @@ pub struct Credentials<'a> {
     pub stores: Option<&'a Stores>,
     /// Cookie mode: the access cookie, with its CSRF rule.
     pub cookies: bool,
+    /// `[tokens] accept_bare_token`.
+    pub bare: bool,
 }
 
 /// Finds and verifies the caller's token as the route's `auth` mode asks,
@@ -81,7 +83,7 @@ pub async fn authenticate(
     if mode == AuthMode::None {
         return Ok(None);
     }
-    let identity = if let Some(token) = extract::bearer_token(headers)? {
+    let identity = if let Some(token) = extract::token(headers, with.bare)? {
         // Two different credentials: which one the caller meant is unknowable (Kong refuses too).
         if with.cookies && cookies::get(headers, cookies::ACCESS_COOKIE)?.is_some_and(|cookie| cookie != token) {
             return Err(TokenError::Malformed("a bearer token and a different access cookie").into());
@@ -93,6 +95,18 @@ pub async fn authenticate(
         let identity = with.verifier.verify_waiting(token).await?;
         cookies::check_csrf(method, headers, &identity)?;
         identity
+    } else if let Some((issuer, token)) = trusted_cookie(headers, with.verifier)? {
+        // An app's own cookie (Flask-JWT-Extended): the token must be that entry's,
+        // and unsafe methods carry its double-submit header.
+        let identity = with.verifier.verify_waiting(token).await?;
+        let entry_iss = issuer.config.issuer.as_deref();
+        if identity.claims.get("iss").and_then(serde_json::Value::as_str) != entry_iss {
+            return Err(TokenError::Malformed("a cookie holds another issuer's token").into());
+        }
+        if let Some(cookie) = &issuer.config.cookie {
+            cookies::check_double_submit(method, headers, &identity, &cookie.csrf_header, &cookie.csrf_claim)?;
+        }
+        identity
     } else {
         return match mode {
             AuthMode::Optional => Ok(None),
@@ -101,6 +115,21 @@ pub async fn authenticate(
     };
     check_revocation(&identity, with.stores)?;
     Ok(Some(Authenticated(identity)))
+}
+
+/// The first trusted entry's cookie present in the request, and its token.
+fn trusted_cookie<'h>(
+    headers: &'h HeaderMap,
+    verifier: &'h Verifier,
+) -> Result<Option<(&'h Arc<trusted::Issuer>, &'h str)>, TokenError> {
+    for issuer in verifier.trusted_cookies() {
+        if let Some(cookie) = &issuer.config.cookie
+            && let Some(token) = cookies::get(headers, &cookie.name)?
+        {
+            return Ok(Some((issuer, token)));
+        }
+    }
+    Ok(None)
 }
 
 /// docs/endpoints.md step 6: the token's `jti`, and its subject's cut-off, against the

@@ -30,7 +30,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, PublicKeyUse
 use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::sync::Notify;
 
-use crate::config::TrustedIssuer;
+use crate::config::{TrustedIssuer, TrustedKeys};
 
 const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
 const MIN_REFRESH: Duration = Duration::from_secs(30);
@@ -69,14 +69,20 @@ pub struct Issuer {
 }
 
 impl Issuer {
+    /// An issuer; static keys (`secret_*`, `public_key_file`, `jwks_file`)
+    /// are read here, a `jwks_url` is fetched by `spawn_refresh`.
     pub fn new(config: TrustedIssuer) -> Result<Issuer, String> {
-        let tls = match config.jwks_url.scheme_str() {
-            Some("https") => Some(Arc::new(client_tls(&config)?)),
+        let tls = match &config.keys {
+            TrustedKeys::JwksUrl(url) if url.scheme_str() == Some("https") => Some(Arc::new(client_tls(&config)?)),
             _ => None,
+        };
+        let keys = match &config.keys {
+            TrustedKeys::JwksUrl(_) => KeySnapshot::default(),
+            other => KeySnapshot { keys: static_keys(other, &config)?, fetched_at: Some(Instant::now()) },
         };
         Ok(Issuer {
             config,
-            keys: ArcSwap::default(),
+            keys: ArcSwap::from_pointee(keys),
             tls,
             refetch: Arc::new(Notify::new()),
             fetches: AtomicU64::new(0),
@@ -84,9 +90,31 @@ impl Issuer {
         })
     }
 
-    /// The key for `kid`, with its pinned algorithm.
-    pub fn key(&self, kid: &str) -> Option<(Algorithm, DecodingKey)> {
-        self.keys.load().keys.get(kid).cloned()
+    /// The key for a token with header `kid` and `alg`, with the algorithm it
+    /// verifies: a JWKS key by `kid` and only its own algorithm; a static
+    /// single key (secret, PEM) whatever the `kid`, for an `alg` in `algorithms`.
+    pub fn key_for(&self, kid: Option<&str>, alg: Option<Algorithm>) -> Result<(Algorithm, DecodingKey), KeyMiss> {
+        let pinned = &self.config.algorithms;
+        match &self.config.keys {
+            TrustedKeys::Secret(_) | TrustedKeys::PublicKeyFile(_) => {
+                let alg = alg.filter(|a| pinned.contains(a)).ok_or(KeyMiss::Algorithm)?;
+                let (_, key) = self.keys.load().keys.get(SINGLE).cloned().ok_or(KeyMiss::UnknownKid)?;
+                Ok((alg, key))
+            }
+            TrustedKeys::JwksUrl(_) | TrustedKeys::JwksFile(_) => {
+                let kid = kid.ok_or(KeyMiss::UnknownKid)?;
+                let (key_alg, key) = self.keys.load().keys.get(kid).cloned().ok_or(KeyMiss::UnknownKid)?;
+                if alg != Some(key_alg) || (!pinned.is_empty() && !pinned.contains(&key_alg)) {
+                    return Err(KeyMiss::Algorithm);
+                }
+                Ok((key_alg, key))
+            }
+        }
+    }
+
+    /// Whether its keys are fetched (and so may change): a `jwks_url`.
+    pub fn fetched(&self) -> bool {
+        matches!(self.config.keys, TrustedKeys::JwksUrl(_))
     }
 
     /// Asks for a refetch because a token named an unknown `kid`. Requests
@@ -99,6 +127,9 @@ impl Issuer {
     /// Asks for a refetch and waits until one that began after this call
     /// has finished (at most `UNKNOWN_KID_WAIT`); `false` if none did.
     pub async fn wait_for_refetch(&self) -> bool {
+        if !self.fetched() {
+            return false;
+        }
         let mut finished = self.finished.subscribe();
         // A fetch under way now may have begun before the key was published: wait for the next.
         let target = self.fetches.load(Ordering::Acquire) + 1;
@@ -109,6 +140,9 @@ impl Issuer {
     /// Waits (at most `FETCH_TIMEOUT` and a bit) until the first fetch has
     /// finished; whether keys are there then.
     pub async fn wait_for_first_fetch(&self) -> bool {
+        if !self.fetched() {
+            return self.key_count() > 0;
+        }
         let mut finished = self.finished.subscribe();
         let waited = tokio::time::timeout(FETCH_TIMEOUT + Duration::from_secs(1), finished.wait_for(|d| *d >= 1));
         let _ = waited.await;
@@ -126,6 +160,9 @@ impl Issuer {
 
     /// Fetches now, and keeps refreshing until the issuer is dropped (a reload replaces it).
     pub fn spawn_refresh(self: &Arc<Self>) {
+        if !self.fetched() {
+            return;
+        }
         let weak: Weak<Issuer> = Arc::downgrade(self);
         let refetch = self.refetch.clone();
         tokio::spawn(async move {
@@ -135,13 +172,13 @@ impl Issuer {
                 let fetched = issuer.fetch().await;
                 let wait = match fetched {
                     Ok((snapshot, max_age)) => {
-                        tracing::info!(issuer = %issuer.config.issuer, keys = snapshot.keys.len(), "JWKS fetched");
+                        tracing::info!(issuer = %issuer.config.name(), keys = snapshot.keys.len(), "JWKS fetched");
                         issuer.keys.store(Arc::new(snapshot));
                         retry = FIRST_RETRY;
                         max_age.unwrap_or(DEFAULT_REFRESH).clamp(MIN_REFRESH, MAX_REFRESH)
                     }
                     Err(e) => {
-                        tracing::error!(issuer = %issuer.config.issuer, error = %e, age = ?issuer.keys_age(), retry_in = ?retry, "JWKS fetch failed; keeping the last good keys");
+                        tracing::error!(issuer = %issuer.config.name(), error = %e, age = ?issuer.keys_age(), retry_in = ?retry, "JWKS fetch failed; keeping the last good keys");
                         let wait = retry;
                         retry = (retry * 2).min(MAX_RETRY);
                         wait
@@ -160,12 +197,64 @@ impl Issuer {
 
     async fn fetch(&self) -> Result<(KeySnapshot, Option<Duration>), FetchError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let (body, max_age) = tokio::time::timeout(FETCH_TIMEOUT, get(&self.config.jwks_url, self.tls.clone()))
+        let TrustedKeys::JwksUrl(url) = &self.config.keys else {
+            return Err(FetchError::Failed("static keys are not fetched".into()));
+        };
+        let (body, max_age) = tokio::time::timeout(FETCH_TIMEOUT, get(url, self.tls.clone()))
             .await
             .map_err(|_| FetchError::Failed("timed out".into()))??;
         let set: JwkSet = serde_json::from_slice(&body).map_err(|e| FetchError::Failed(format!("not a JWKS: {e}")))?;
         Ok((KeySnapshot { keys: usable_keys(&set), fetched_at: Some(Instant::now()) }, max_age))
     }
+}
+
+/// Why no key verifies a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMiss {
+    UnknownKid,
+    /// The header's `alg` is not the key's, or not one the entry pins.
+    Algorithm,
+}
+
+/// The kid under which a single static key (secret, PEM) is kept.
+const SINGLE: &str = "";
+
+/// An entry's static keys: one secret or PEM key, or a JWKS file's keys.
+fn static_keys(
+    keys: &TrustedKeys,
+    config: &TrustedIssuer,
+) -> Result<HashMap<String, (Algorithm, DecodingKey)>, String> {
+    let first = config.algorithms.first().copied().ok_or("no `algorithms` for static keys")?;
+    let key = match keys {
+        TrustedKeys::JwksUrl(_) => return Ok(HashMap::new()),
+        TrustedKeys::JwksFile(path) => {
+            let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let set: JwkSet =
+                serde_json::from_slice(&text).map_err(|e| format!("{} is not a JWKS: {e}", path.display()))?;
+            return Ok(usable_keys(&set));
+        }
+        TrustedKeys::Secret(source) => {
+            let secret = source.read()?;
+            if secret.len() < 32 {
+                return Err(format!(
+                    "the secret of trusted issuer {} is shorter than 32 bytes (rotate the app's key first: docs/migrating-from-flask.md)",
+                    config.name()
+                ));
+            }
+            DecodingKey::from_secret(&secret)
+        }
+        TrustedKeys::PublicKeyFile(path) => {
+            let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let parsed = match first.family() {
+                jsonwebtoken::AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(&pem),
+                jsonwebtoken::AlgorithmFamily::Ec => DecodingKey::from_ec_pem(&pem),
+                jsonwebtoken::AlgorithmFamily::Ed => DecodingKey::from_ed_pem(&pem),
+                jsonwebtoken::AlgorithmFamily::Hmac => return Err("an HMAC algorithm for a public key".into()),
+            };
+            parsed.map_err(|e| format!("{} is not a {first:?} public key: {e}", path.display()))?
+        }
+    };
+    Ok(HashMap::from([(SINGLE.to_owned(), (first, key))]))
 }
 
 /// Signing keys with a `kid`, each pinned to its algorithm; symmetric keys never.

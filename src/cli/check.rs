@@ -60,7 +60,15 @@ fn summary(state: &State) -> String {
         let _ = writeln!(out, "  key {:?}  {:?}  {role}{pending}", k.kid, k.algorithm);
     }
     for t in &c.tokens.trusted {
-        let _ = writeln!(out, "  trusted issuer {:?}  keys from {}", t.issuer, t.jwks_url);
+        let keys = match &t.keys {
+            authgate::config::TrustedKeys::JwksUrl(url) => format!("keys from {url}"),
+            authgate::config::TrustedKeys::JwksFile(path) => format!("keys in {}", path.display()),
+            authgate::config::TrustedKeys::Secret(_) => format!("a shared secret, {:?}", t.algorithms),
+            authgate::config::TrustedKeys::PublicKeyFile(path) => {
+                format!("the key in {}, {:?}", path.display(), t.algorithms)
+            }
+        };
+        let _ = writeln!(out, "  trusted issuer {:?}  {keys}", t.name());
     }
     let store = match &c.store {
         Store::Embedded { path } => format!("embedded, {}", path.display()),

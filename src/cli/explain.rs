@@ -38,9 +38,13 @@ async fn explain_with(state: &authgate::State, args: &ExplainArgs) -> anyhow::Re
     if let Some(issuer) = args.token.as_deref().and_then(|t| state.verifier.trusted_issuer_named(t)) {
         issuer.spawn_refresh();
         if !issuer.wait_for_first_fetch().await {
+            let from = match &issuer.config.keys {
+                authgate::config::TrustedKeys::JwksUrl(url) => url.to_string(),
+                _ => "its static keys".to_owned(),
+            };
             println!(
-                "token:    cannot judge: the keys of issuer {:?} could not be fetched from {} (explain fetches them; is it reachable from here?)",
-                issuer.config.issuer, issuer.config.jwks_url
+                "token:    cannot judge: the keys of issuer {:?} could not be fetched from {from} (explain fetches them; is it reachable from here?)",
+                issuer.config.name()
             );
         }
     }

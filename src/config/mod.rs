@@ -183,6 +183,8 @@ pub struct Tokens {
     pub max_lifetime: Duration,
     pub keys: Vec<KeySpec>,
     pub trusted: Vec<TrustedIssuer>,
+    /// `Authorization: <jwt>` without a scheme is read as a bearer token.
+    pub accept_bare_token: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -262,17 +264,56 @@ impl fmt::Debug for SecretSource {
 
 #[derive(Debug, Clone)]
 pub struct TrustedIssuer {
-    pub issuer: String,
-    pub jwks_url: http::Uri,
+    /// The exact `iss`; `None`: the entry for tokens that carry no `iss` (at most one).
+    pub issuer: Option<String>,
+    pub keys: TrustedKeys,
+    /// Empty: `aud` is not checked (static keys only).
     pub audience: Vec<String>,
+    /// Pinned algorithms (required with static keys); empty: each JWKS key's own.
+    pub algorithms: Vec<Algorithm>,
+    /// The caller's name: `sub`, or another claim (`user`, `username`, ...).
+    pub subject_claim: String,
     /// The roles claim: a key, else a dotted path (`realm_access.roles`).
     pub roles_claim: String,
+    /// Claims the token must carry with exactly these values (`type = "access"`).
+    pub required_claims: Vec<(String, serde_json::Value)>,
+    /// Also read the token from this cookie, with a double-submit CSRF rule.
+    pub cookie: Option<TrustedCookie>,
     pub ca_file: Option<PathBuf>,
     /// The longest a token of this issuer may live (`exp - iat`, `exp - now`).
     pub max_lifetime: Duration,
     /// The header `typ` every token must have (RFC 9068's `at+jwt`); `None`: any access-token `typ`.
     pub require_typ: Option<String>,
     pub location: Location,
+}
+
+impl TrustedIssuer {
+    /// How logs and `/readyz` name it.
+    pub fn name(&self) -> &str {
+        self.issuer.as_deref().unwrap_or("(tokens without iss)")
+    }
+}
+
+/// Where a trusted issuer's keys come from.
+#[derive(Debug, Clone)]
+pub enum TrustedKeys {
+    /// Fetched, and refreshed, from the issuer.
+    JwksUrl(http::Uri),
+    /// A JWKS on disk, read at start and on reload.
+    JwksFile(PathBuf),
+    /// One HMAC secret (at least 32 bytes), shared with the app that mints.
+    Secret(SecretSource),
+    /// One public key, PEM.
+    PublicKeyFile(PathBuf),
+}
+
+/// A trusted issuer's cookie (Flask-JWT-Extended's cookie mode): the token,
+/// and for unsafe methods a header that must equal one of its claims.
+#[derive(Debug, Clone)]
+pub struct TrustedCookie {
+    pub name: String,
+    pub csrf_header: http::HeaderName,
+    pub csrf_claim: String,
 }
 
 #[derive(Debug, Clone)]

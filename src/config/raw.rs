@@ -93,6 +93,7 @@ pub struct RawTokens {
     pub signing_key: Option<S<String>>,
     pub verify_cache: Option<S<usize>>,
     pub max_lifetime: Option<S<String>>,
+    pub accept_bare_token: Option<bool>,
     #[serde(default)]
     pub keys: Vec<S<RawKey>>,
     #[serde(default)]
@@ -118,8 +119,18 @@ pub struct RawKey {
 pub struct RawTrusted {
     pub issuer: Option<S<String>>,
     pub jwks_url: Option<S<String>>,
+    pub jwks_file: Option<S<String>>,
+    pub secret_file: Option<S<String>>,
+    pub secret_env: Option<S<String>>,
+    pub public_key_file: Option<S<String>>,
+    pub algorithms: Option<Vec<S<String>>>,
     pub audience: Option<S<OneOrMany>>,
+    pub subject_claim: Option<S<String>>,
     pub roles_claim: Option<S<String>>,
+    pub required_claims: Option<S<toml::Table>>,
+    pub cookie: Option<S<String>>,
+    pub csrf_header: Option<S<String>>,
+    pub csrf_claim: Option<S<String>>,
     pub ca_file: Option<S<String>>,
     pub max_lifetime: Option<S<String>>,
     pub require_typ: Option<S<String>>,

@@ -107,8 +107,12 @@ pub async fn read_optional_json<T: DeserializeOwned>(body: Incoming, state: &Sta
 
 /// The verified, not revoked caller (Bearer header, or cookie with CSRF).
 pub async fn caller(parts: &Parts, state: &State) -> Result<Authenticated, GatewayError> {
-    let credentials =
-        Credentials { verifier: &state.verifier, stores: state.stores.as_deref(), cookies: state.config.login.cookies };
+    let credentials = Credentials {
+        verifier: &state.verifier,
+        stores: state.stores.as_deref(),
+        cookies: state.config.login.cookies,
+        bare: state.config.tokens.accept_bare_token,
+    };
     let caller = auth::authenticate(&parts.method, &parts.headers, AuthMode::Required, &credentials).await?;
     Ok(caller.ok_or(AuthError::MissingToken)?)
 }

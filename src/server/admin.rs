@@ -25,7 +25,7 @@ pub fn handle<B>(request: &Request<B>, health: &Health, state: &State) -> Respon
         .map(|i| {
             // An issuer whose keys never arrived refuses every one of its tokens: say so.
             let status = if i.key_count() == 0 { "no_keys" } else { "ok" };
-            json!({"issuer": i.config.issuer, "status": status, "keys": i.key_count(), "age_s": i.keys_age().map(|a| a.as_secs())})
+            json!({"issuer": i.config.name(), "status": status, "keys": i.key_count(), "age_s": i.keys_age().map(|a| a.as_secs())})
         })
         .collect();
     let (status, document) = match (request.method().as_str(), request.uri().path()) {
@@ -46,7 +46,7 @@ pub fn handle<B>(request: &Request<B>, health: &Health, state: &State) -> Respon
         }
         ("GET", "/metrics") => {
             let observed = crate::metrics::Observed {
-                jwks_ages: state.trusted.iter().map(|i| (i.config.issuer.clone(), i.keys_age())).collect(),
+                jwks_ages: state.trusted.iter().map(|i| (i.config.name().to_owned(), i.keys_age())).collect(),
                 denylist: store.map(|s| (s.denylist.len(), s.denylist.staleness())),
             };
             let mut response = Response::new(body::full(state.metrics.render(&observed)));

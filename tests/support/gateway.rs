@@ -25,6 +25,8 @@ pub struct Options {
     pub login: String,
     /// `tokens.leeway` (default "30s").
     pub leeway: Option<&'static str>,
+    /// Extra lines inside `[tokens]`.
+    pub tokens: String,
 }
 
 pub struct TestGateway {
@@ -112,6 +114,7 @@ issuer = "authgate"
 audience = "api"
 leeway = "{leeway}"
 signing_key = "es256"
+{tokens}
 {keys}
 [store]
 {store}
@@ -122,6 +125,7 @@ signing_key = "es256"
         server = options.server,
         limits = options.limits,
         keys = tokens::keys_toml(dir.path()),
+        tokens = options.tokens,
         leeway = options.leeway.unwrap_or("30s"),
     )
 }

@@ -1,6 +1,7 @@
-//! A trusted issuer's tokens: the issuer's JWKS key by `kid`, its
-//! algorithm, its audience, the header `typ` an access token may have, and
-//! never an OpenID Connect ID token.
+//! A trusted issuer's tokens: the issuer's key (a JWKS key by `kid`, or its
+//! one static key) and pinned algorithm, its issuer and audience when it has
+//! them, the subject claim, required claims, the header `typ` an access
+//! token may have, and never an OpenID Connect ID token.
 
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
@@ -8,7 +9,7 @@ use std::str::FromStr;
 
 use super::claims::{self, RolesShape};
 use super::{Identity, MAX_JTI_BYTES, TokenError, Verifier, decode_error, validation};
-use crate::auth::trusted::Issuer;
+use crate::auth::trusted::{Issuer, KeyMiss};
 
 impl Verifier {
     /// A trusted issuer's token: its `kid` in that issuer's JWKS, the key's algorithm, its audience.
@@ -18,31 +19,40 @@ impl Verifier {
         header: &Map<String, Value>,
         issuer: &Issuer,
     ) -> Result<Identity, TokenError> {
-        check_trusted_typ(header, issuer.config.require_typ.as_deref())?;
-        let kid = header.get("kid").and_then(Value::as_str).ok_or(TokenError::UnknownKey)?;
-        let Some((algorithm, key)) = issuer.key(kid) else {
-            issuer.unknown_kid();
-            return Err(TokenError::UnknownKey);
-        };
+        let config = &issuer.config;
+        check_trusted_typ(header, config.require_typ.as_deref())?;
+        let kid = header.get("kid").and_then(Value::as_str);
         let alg = header.get("alg").and_then(Value::as_str).and_then(|a| Algorithm::from_str(a).ok());
-        if alg != Some(algorithm) {
-            return Err(TokenError::AlgorithmMismatch);
+        let (algorithm, key) = match issuer.key_for(kid, alg) {
+            Ok(found) => found,
+            Err(KeyMiss::UnknownKid) => {
+                issuer.unknown_kid();
+                return Err(TokenError::UnknownKey);
+            }
+            Err(KeyMiss::Algorithm) => return Err(TokenError::AlgorithmMismatch),
+        };
+        let mut required = vec!["exp"];
+        if config.issuer.is_some() {
+            required.push("iss");
         }
-        let validation = validation(
-            algorithm,
-            self.leeway,
-            &issuer.config.audience,
-            &issuer.config.issuer,
-            &["exp", "iss", "aud", "sub"],
-        );
+        if !config.audience.is_empty() {
+            required.push("aud");
+        }
+        let validation = validation(algorithm, self.leeway, &config.audience, config.issuer.as_deref(), &required);
         let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(decode_error)?.claims;
         let now = jsonwebtoken::get_current_timestamp();
-        let sub = match claims.get("sub") {
+        // The caller's name: `sub`, or the claim the app puts it in (`user`, `username`).
+        let sub = match claims::claim_path(&claims, &config.subject_claim) {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            _ => return Err(TokenError::Claims("sub")),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return Err(TokenError::Claims("the subject claim is missing or not a string")),
         };
-        if !matches!(claims.get("iss"), Some(Value::String(_))) {
+        if config.issuer.is_some() && !matches!(claims.get("iss"), Some(Value::String(_))) {
             return Err(TokenError::Claims("iss"));
+        }
+        // Exact values the entry demands (`type = "access"` keeps FJE's refresh tokens out).
+        if config.required_claims.iter().any(|(name, value)| claims.get(name) != Some(value)) {
+            return Err(TokenError::Claims("a required claim is missing or has another value"));
         }
         let date = |name: &'static str| match claims.get(name) {
             None => Ok(None),

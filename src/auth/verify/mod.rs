@@ -104,6 +104,8 @@ pub struct Verifier {
     cache: Option<VerifyCache>,
     /// Trusted issuers by their exact `iss`.
     trusted: HashMap<String, Arc<Issuer>>,
+    /// The trusted entry for tokens without `iss` (static keys, e.g. an app's PyJWT tokens).
+    without_iss: Option<Arc<Issuer>>,
     sole: Option<String>,
     issuer: String,
     audience: Vec<String>,
@@ -124,7 +126,7 @@ impl Verifier {
                 key.algorithm,
                 leeway,
                 &tokens.audience,
-                &tokens.issuer,
+                Some(&tokens.issuer),
                 &["exp", "nbf", "iss", "aud", "sub"],
             );
             let prepared = super::signature::Prepared::new(key.algorithm, &key.decoding);
@@ -132,7 +134,8 @@ impl Verifier {
         }
         Verifier {
             cache: (tokens.verify_cache > 0).then(|| VerifyCache::new(tokens.verify_cache)),
-            trusted: trusted.iter().map(|i| (i.config.issuer.clone(), i.clone())).collect(),
+            trusted: trusted.iter().filter_map(|i| Some((i.config.issuer.clone()?, i.clone()))).collect(),
+            without_iss: trusted.iter().find(|i| i.config.issuer.is_none()).cloned(),
             sole: keys.sole().map(|k| k.kid.clone()),
             keys: checks,
             issuer: tokens.issuer.clone(),
@@ -173,17 +176,11 @@ impl Verifier {
         let claims: Map<String, Value> =
             serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed("payload is not a JSON object"))?;
         // The issuer picks the key set before any key is tried: a token is
-        // never checked against another issuer's keys.
-        if !self.trusted.is_empty() {
-            match claims.get("iss").and_then(Value::as_str) {
-                Some(iss) if iss == self.issuer => {}
-                Some(iss) => match self.trusted.get(iss) {
-                    // Not cached: a trusted issuer's keys change behind our back.
-                    Some(issuer) => return self.verify_trusted(token, &header, issuer).map(Arc::new),
-                    None => return Err(TokenError::Claims("iss")),
-                },
-                None => return Err(TokenError::Claims("iss")),
-            }
+        // never checked against another issuer's keys. A token without `iss`
+        // can only be the no-`iss` entry's, never ours. Not cached: a trusted
+        // issuer's keys change behind our back.
+        if let Some(issuer) = self.issuer_for(&claims)? {
+            return self.verify_trusted(token, &header, issuer).map(Arc::new);
         }
         let check = self.key_for(&header)?;
         let claims = match &check.prepared {
@@ -211,12 +208,34 @@ impl Verifier {
         Ok(identity)
     }
 
-    /// The trusted issuer a token names by `iss`, when its `kid` was unknown
-    /// there: the caller may wait for that issuer's refetch and try again.
+    /// Which key set a token's claims choose: `None` for ours, else the
+    /// trusted issuer its `iss` names, or the no-`iss` entry for a token
+    /// without one.
+    fn issuer_for(&self, claims: &Map<String, Value>) -> Result<Option<&Arc<Issuer>>, TokenError> {
+        match claims.get("iss") {
+            Some(Value::String(iss)) if *iss == self.issuer => Ok(None),
+            Some(Value::String(iss)) => self.trusted.get(iss.as_str()).map(Some).ok_or(TokenError::Claims("iss")),
+            None => match &self.without_iss {
+                Some(issuer) => Ok(Some(issuer)),
+                // Ours always carry `iss`: refused by the claim checks.
+                None => Ok(None),
+            },
+            Some(_) => Err(TokenError::Claims("iss")),
+        }
+    }
+
+    /// The trusted issuer a token's claims choose (unverified), when its
+    /// `kid` was unknown there: the caller may wait for that issuer's
+    /// refetch and try again.
     fn issuer_of(&self, token: &str) -> Option<&Arc<Issuer>> {
         let payload = token.split('.').nth(1)?;
         let claims: Map<String, Value> = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-        self.trusted.get(claims.get("iss")?.as_str()?)
+        self.issuer_for(&claims).ok().flatten()
+    }
+
+    /// The trusted entries whose tokens may come in a cookie (Flask-JWT-Extended's cookie mode).
+    pub fn trusted_cookies(&self) -> impl Iterator<Item = &Arc<Issuer>> {
+        self.trusted.values().chain(self.without_iss.iter()).filter(|i| i.config.cookie.is_some())
     }
 
     /// `verify`, except that a trusted issuer's token whose `kid` that
@@ -242,16 +261,28 @@ impl Verifier {
 /// jsonwebtoken's checks with every flag set explicitly: its defaults
 /// require only `exp`, skip `nbf` and allow a leeway of 60 s. The one
 /// place a `Validation` is made, for our keys and for trusted issuers'.
-fn validation(algorithm: Algorithm, leeway: u64, audience: &[String], issuer: &str, required: &[&str]) -> Validation {
+/// An empty `audience` (a static-key entry without one) leaves `aud`
+/// unchecked; a `None` issuer (the no-`iss` entry), `iss`.
+fn validation(
+    algorithm: Algorithm,
+    leeway: u64,
+    audience: &[String],
+    issuer: Option<&str>,
+    required: &[&str],
+) -> Validation {
     let mut validation = Validation::new(algorithm);
     validation.algorithms = vec![algorithm];
     validation.leeway = leeway;
     validation.reject_tokens_expiring_in_less_than = 0;
     validation.validate_exp = true;
     validation.validate_nbf = true;
-    validation.validate_aud = true;
-    validation.set_audience(audience);
-    validation.set_issuer(&[issuer]);
+    validation.validate_aud = !audience.is_empty();
+    if !audience.is_empty() {
+        validation.set_audience(audience);
+    }
+    if let Some(issuer) = issuer {
+        validation.set_issuer(&[issuer]);
+    }
     validation.sub = None;
     validation.set_required_spec_claims(required);
     validation

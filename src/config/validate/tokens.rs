@@ -43,11 +43,16 @@ pub(super) fn tokens(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawTokens>>
         }
     };
     let mut trusted = Vec::new();
-    let mut issuers = HashSet::from([issuer.clone()]);
+    let mut issuers = HashSet::from([Some(issuer.clone())]);
     for t in &raw_ref.trusted {
         if let Some(ti) = trusted_issuer(c, t) {
             if !issuers.insert(ti.issuer.clone()) {
-                c.error(t.span(), format!("issuer `{}` is configured twice", ti.issuer));
+                match &ti.issuer {
+                    Some(i) => c.error(t.span(), format!("issuer `{i}` is configured twice")),
+                    None => {
+                        c.error(t.span(), "only one [[tokens.trusted]] may leave out `issuer` (tokens without `iss`)")
+                    }
+                }
             }
             trusted.push(ti);
         }
@@ -76,6 +81,7 @@ pub(super) fn tokens(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawTokens>>
         leeway,
         signing_key,
         verify_cache: raw_ref.verify_cache.as_ref().map_or(10_000, |v| *v.get_ref()),
+        accept_bare_token: raw_ref.accept_bare_token.unwrap_or(false),
         max_lifetime,
         keys,
         trusted,
@@ -200,35 +206,116 @@ pub(super) fn key(c: &mut Checker<'_>, k: &S<RawKey>) -> Option<KeySpec> {
 pub(super) fn trusted_issuer(c: &mut Checker<'_>, t: &S<RawTrusted>) -> Option<TrustedIssuer> {
     let location = c.location(t);
     let r = t.get_ref();
-    let (Some(issuer), Some(url), Some(aud)) = (&r.issuer, &r.jwks_url, &r.audience) else {
-        c.error(t.span(), "[[tokens.trusted]] needs `issuer`, `jwks_url` and `audience`");
-        return None;
-    };
-    if issuer.get_ref().is_empty() {
-        c.error(issuer.span(), "`issuer` must not be empty");
-    }
-    let jwks_url = match http::Uri::from_str(url.get_ref()) {
-        Ok(u) if u.scheme_str() == Some("https") && u.host().is_some() => Some(u),
-        Ok(u) if u.scheme_str() == Some("http") && u.host().is_some_and(is_loopback_host) => Some(u),
-        _ => {
-            c.error(url.span(), "`jwks_url` must be an https:// URL (http:// only to a loopback address)");
-            None
+    let path = |c: &mut Checker<'_>, p: &S<String>| c.path(p);
+    let sources: Vec<(&str, Option<TrustedKeys>)> = [
+        ("jwks_url", r.jwks_url.as_ref().map(|u| jwks_url(c, u))),
+        ("jwks_file", r.jwks_file.as_ref().map(|p| Some(TrustedKeys::JwksFile(path(c, p))))),
+        ("secret_file", r.secret_file.as_ref().map(|p| Some(TrustedKeys::Secret(SecretSource::File(path(c, p)))))),
+        (
+            "secret_env",
+            r.secret_env.as_ref().map(|e| Some(TrustedKeys::Secret(SecretSource::Env(e.get_ref().clone())))),
+        ),
+        ("public_key_file", r.public_key_file.as_ref().map(|p| Some(TrustedKeys::PublicKeyFile(path(c, p))))),
+    ]
+    .into_iter()
+    .filter_map(|(name, keys)| keys.map(|k| (name, k)))
+    .collect();
+    let keys = match sources.as_slice() {
+        [(_, keys)] => keys.clone(),
+        [] => {
+            c.error(t.span(), "[[tokens.trusted]] needs its keys: `jwks_url`, `jwks_file`, `secret_file`, `secret_env` or `public_key_file`");
+            return None;
+        }
+        many => {
+            let names: Vec<&str> = many.iter().map(|(n, _)| *n).collect();
+            c.error(t.span(), format!("[[tokens.trusted]] takes one key source, not {}", names.join(" and ")));
+            return None;
         }
     };
-    let audience = c.audience(aud);
-    let roles_claim = match &r.roles_claim {
-        None => "roles".to_owned(),
+    let fetched = matches!(keys, Some(TrustedKeys::JwksUrl(_)));
+    let issuer = match &r.issuer {
+        Some(i) if i.get_ref().is_empty() => {
+            c.error(i.span(), "`issuer` must not be empty (leave it out for tokens without `iss`)");
+            None
+        }
+        Some(i) => Some(i.get_ref().clone()),
+        None if fetched => {
+            c.error(t.span(), "[[tokens.trusted]] with `jwks_url` needs `issuer` and `audience`");
+            None
+        }
+        None => None,
+    };
+    let audience = match &r.audience {
+        Some(aud) => c.audience(aud),
+        None if fetched => {
+            c.error(t.span(), "[[tokens.trusted]] with `jwks_url` needs `issuer` and `audience`");
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    let mut algorithms = Vec::new();
+    for a in r.algorithms.iter().flatten() {
+        if let Some(alg) = algorithm(c, a) {
+            algorithms.push(alg);
+        }
+    }
+    if !fetched && r.algorithms.as_ref().is_none_or(Vec::is_empty) {
+        c.error(t.span(), "[[tokens.trusted]] with static keys needs `algorithms` (they pin what the keys may verify)");
+    }
+    let secret = matches!(keys, Some(TrustedKeys::Secret(_)));
+    let hmac = |a: &Algorithm| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+    if let Some(a) = &r.algorithms
+        && ((secret && !algorithms.iter().all(hmac)) || (!secret && !fetched && algorithms.iter().any(hmac)))
+    {
+        let span = a.first().map_or_else(|| t.span(), S::span);
+        c.error(span, "`algorithms` must be HS256/384/512 with a secret, and never HMAC with a public key");
+    }
+    let claim_name = |c: &mut Checker<'_>, v: &Option<S<String>>, key: &str, default: &str| match v {
+        None => default.to_owned(),
         Some(s) if s.get_ref().is_empty() => {
-            c.error(s.span(), "`roles_claim` must be a claim name or a dotted path like `realm_access.roles`");
-            "roles".to_owned()
+            c.error(s.span(), format!("`{key}` must be a claim name or a dotted path"));
+            default.to_owned()
         }
         Some(s) => s.get_ref().clone(),
     };
+    let subject_claim = claim_name(c, &r.subject_claim, "subject_claim", "sub");
+    let roles_claim = claim_name(c, &r.roles_claim, "roles_claim", "roles");
+    let mut required_claims = Vec::new();
+    if let Some(table) = &r.required_claims {
+        for (k, v) in table.get_ref() {
+            match serde_json::to_value(v) {
+                Ok(value) if !value.is_object() && !value.is_array() => required_claims.push((k.clone(), value)),
+                _ => c.error(table.span(), format!("`required_claims.{k}` must be a string, number or boolean")),
+            }
+        }
+    }
+    let cookie = match (&r.cookie, &r.csrf_header, &r.csrf_claim) {
+        (None, None, None) => None,
+        (Some(name), header, claim) => {
+            let csrf_header = match header {
+                Some(h) => c.header_name(h, "csrf_header"),
+                None => Some(http::HeaderName::from_static("x-csrf-token")),
+            };
+            Some(TrustedCookie {
+                name: name.get_ref().clone(),
+                csrf_header: csrf_header.unwrap_or(http::HeaderName::from_static("x-csrf-token")),
+                csrf_claim: claim.as_ref().map_or_else(|| "csrf".to_owned(), |c| c.get_ref().clone()),
+            })
+        }
+        (None, Some(s), _) | (None, None, Some(s)) => {
+            c.error(s.span(), "`csrf_header` and `csrf_claim` go with `cookie`");
+            None
+        }
+    };
     Some(TrustedIssuer {
-        issuer: issuer.get_ref().clone(),
-        jwks_url: jwks_url?,
+        issuer,
+        keys: keys?,
         audience,
+        algorithms,
+        subject_claim,
         roles_claim,
+        required_claims,
+        cookie,
         ca_file: r.ca_file.as_ref().map(|p| c.path(p)),
         max_lifetime: c.duration(&r.max_lifetime, Duration::from_secs(24 * 3600)),
         require_typ: r.require_typ.as_ref().and_then(|t| {
@@ -240,6 +327,19 @@ pub(super) fn trusted_issuer(c: &mut Checker<'_>, t: &S<RawTrusted>) -> Option<T
         }),
         location,
     })
+}
+
+fn jwks_url(c: &mut Checker<'_>, url: &S<String>) -> Option<TrustedKeys> {
+    match http::Uri::from_str(url.get_ref()) {
+        Ok(u) if u.scheme_str() == Some("https") && u.host().is_some() => Some(TrustedKeys::JwksUrl(u)),
+        Ok(u) if u.scheme_str() == Some("http") && u.host().is_some_and(is_loopback_host) => {
+            Some(TrustedKeys::JwksUrl(u))
+        }
+        _ => {
+            c.error(url.span(), "`jwks_url` must be an https:// URL (http:// only to a loopback address)");
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -259,7 +359,32 @@ mod tests {
             ("[[tokens.keys]]\nalgorithm = \"HS256\"\n", &["needs a `kid`"]),
             ("[tokens]\nleeway = \"10m\"\n", &["`leeway` above 5m"]),
             ("[tokens]\nsigning_key = \"nope\"\n", &["names no [[tokens.keys]] entry"]),
-            ("[[tokens.trusted]]\nissuer = \"x\"\n", &["needs `issuer`, `jwks_url` and `audience`"]),
+            ("[[tokens.trusted]]\nissuer = \"x\"\n", &["needs its keys"]),
+            (
+                "[[tokens.trusted]]\njwks_url = \"https://idp/jwks\"\n",
+                &["needs `issuer` and `audience`", "needs `issuer` and `audience`"],
+            ),
+            ("[[tokens.trusted]]\nsecret_env = \"S\"\n", &["needs `algorithms`"]),
+            (
+                "[[tokens.trusted]]\nsecret_env = \"S\"\nalgorithms = [\"RS256\"]\n",
+                &["must be HS256/384/512 with a secret"],
+            ),
+            (
+                "[[tokens.trusted]]\nsecret_env = \"S\"\njwks_file = \"j.json\"\nalgorithms = [\"HS256\"]\n",
+                &["takes one key source"],
+            ),
+            (
+                "[[tokens.trusted]]\nsecret_env = \"S\"\nalgorithms = [\"HS256\"]\n[[tokens.trusted]]\nsecret_env = \"T\"\nalgorithms = [\"HS256\"]\n",
+                &["only one [[tokens.trusted]] may leave out `issuer`"],
+            ),
+            (
+                "[[tokens.trusted]]\nsecret_env = \"S\"\nalgorithms = [\"HS256\"]\nsubject_claim = \"user\"\nrequired_claims = { type = \"access\" }\ncookie = \"access_token_cookie\"\ncsrf_header = \"X-CSRF-TOKEN\"\n[tokens]\naccept_bare_token = true\n",
+                &[],
+            ),
+            (
+                "[[tokens.trusted]]\nsecret_env = \"S\"\nalgorithms = [\"HS256\"]\ncsrf_claim = \"csrf\"\n",
+                &["go with `cookie`"],
+            ),
             (
                 "[[tokens.trusted]]\nissuer = \"https://idp\"\njwks_url = \"http://idp.example.com/jwks\"\naudience = \"api\"\n",
                 &["`jwks_url` must be an https:// URL"],
