@@ -135,3 +135,54 @@ async fn pyjwt_decorator_tokens_pass_bare_and_with_a_single_role() {
         (Some("carol"), Some("admin"))
     );
 }
+
+/// Step 2: users keep their passwords. Hashes made by Werkzeug (scrypt,
+/// pbkdf2), bcrypt and passlib are imported by `authgate user import`;
+/// each user logs in, a wrong password is refused, and the stored hash is
+/// argon2id afterwards; a file with a malformed entry imports nothing.
+#[tokio::test]
+async fn imported_users_log_in_and_their_hashes_become_argon2id() {
+    let test = "imported_users_log_in_and_their_hashes_become_argon2id";
+    let Some(python) = support::python::tool("python", test) else { return };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/hashes.py");
+    let out = std::process::Command::new(python).arg(script).output().expect("run hashes.py");
+    assert!(out.status.success(), "hashes.py: {}", String::from_utf8_lossy(&out.stderr));
+    let lines = String::from_utf8(out.stdout).expect("utf-8");
+
+    let dir = support::fleet::setup();
+    let config = support::fleet::ConfigText {
+        store: "backend = \"embedded\"\npath = \"data/authgate.db\"",
+        ..Default::default()
+    }
+    .text();
+    let gateway = support::process::GatewayProcess::start(dir.path(), "g.toml", &config).await;
+    let import = |name: &str, text: &str| {
+        std::fs::write(dir.path().join(name), text).expect("write");
+        support::process::cli(dir.path(), &["--config", "g.toml", "user", "import", name], None)
+    };
+    let (ok, _, err) = import(
+        "bad.jsonl",
+        &format!("{lines}{{\"username\":\"md5\",\"password_hash\":\"5f4dcc3b5aa765d61d8327deb882cf99\"}}\n"),
+    );
+    assert!(!ok && err.contains("line 5") && err.contains("nothing imported"), "{err}");
+    let (ok, _, err) = import("users.jsonl", &lines);
+    assert!(ok, "{err}");
+
+    let login = |user: &str, password: &str| {
+        let body = serde_json::json!({"username": user, "password": password}).to_string();
+        let url = gateway.url("/auth/login");
+        async move { send(Method::POST, &url, &[], Bytes::from(body)).await.status }
+    };
+    let db = rusqlite::Connection::open(dir.path().join("data/authgate.db")).expect("open the store");
+    let stored = |user: &str| -> String {
+        db.query_row("SELECT password_hash FROM users WHERE name = ?1", [user], |r| r.get(0)).expect("a user")
+    };
+    for user in ["wz-scrypt", "wz-pbkdf2", "bcrypt", "passlib"] {
+        assert!(!stored(user).starts_with("$argon2id$"), "{user} was imported as it was");
+        assert_eq!(login(user, &format!("{user} wrong")).await, 401, "{user}: a wrong password");
+        assert_eq!(login(user, &format!("{user} password")).await, 200, "{user}: the right password");
+        assert!(stored(user).starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{user}: not upgraded: {}", stored(user));
+        assert_eq!(login(user, &format!("{user} password")).await, 200, "{user}: after the upgrade");
+    }
+    assert_eq!(login("md5", "password").await, 401, "the malformed file imported nothing");
+}

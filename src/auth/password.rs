@@ -78,9 +78,124 @@ fn hash_in(password: &str, memory: &mut [Block]) -> Result<String, PasswordError
     ))
 }
 
-/// Whether `password` matches the PHC string; a malformed hash never matches.
+/// The password-hash formats a user may come with (docs/migrating-from-flask.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashFormat {
+    /// `$argon2id$...` (ours), `$argon2i$`, `$argon2d$`: PHC strings.
+    Argon2,
+    /// `$2a$`, `$2b$`, `$2y$`: the `bcrypt` package, Flask-Bcrypt.
+    Bcrypt,
+    /// `scrypt:N:r:p$salt$hex`: Werkzeug 3's default.
+    WerkzeugScrypt,
+    /// `pbkdf2:sha256:N$salt$hex`: Werkzeug's other method.
+    WerkzeugPbkdf2,
+    /// `$pbkdf2-sha256$rounds$salt$checksum`: passlib.
+    PasslibPbkdf2,
+}
+
+impl HashFormat {
+    /// The format of a stored hash; `None`: not one authgate can verify (refused at import).
+    pub fn of(hash: &str) -> Option<HashFormat> {
+        let format = if hash.starts_with("$argon2") {
+            HashFormat::Argon2
+        } else if ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p)) {
+            HashFormat::Bcrypt
+        } else if hash.starts_with("scrypt:") {
+            HashFormat::WerkzeugScrypt
+        } else if hash.starts_with("pbkdf2:sha256:") {
+            HashFormat::WerkzeugPbkdf2
+        } else if hash.starts_with("$pbkdf2-sha256$") {
+            HashFormat::PasslibPbkdf2
+        } else {
+            return None;
+        };
+        // Parsed now, so a malformed hash is refused at import, never at login.
+        let parsed = match format {
+            HashFormat::Argon2 => PasswordHash::new(hash).is_ok(),
+            HashFormat::Bcrypt => hash.len() == 60,
+            HashFormat::WerkzeugScrypt => werkzeug_scrypt(hash).is_some(),
+            HashFormat::WerkzeugPbkdf2 => werkzeug_pbkdf2(hash).is_some(),
+            HashFormat::PasslibPbkdf2 => passlib_pbkdf2(hash).is_some(),
+        };
+        parsed.then_some(format)
+    }
+
+    /// Whether a login should replace it with argon2id.
+    pub fn is_ours(hash: &str) -> bool {
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$")
+    }
+}
+
+/// Whether `password` matches the stored hash, in any `HashFormat`; a
+/// malformed or unknown hash never matches. Comparisons are constant-time.
 pub fn verify(password: &str, phc: &str) -> bool {
     verify_in(password, phc, &mut Vec::new())
+}
+
+/// `scrypt:N:r:p$salt$hex` -> (log2 N, r, p, salt, derived key).
+fn werkzeug_scrypt(hash: &str) -> Option<(u8, u32, u32, &str, Vec<u8>)> {
+    let (method, rest) = hash.split_once('$')?;
+    let (salt, hex) = rest.split_once('$')?;
+    let mut p = method.strip_prefix("scrypt:")?.split(':');
+    let (n, r, par): (u64, u32, u32) = (p.next()?.parse().ok()?, p.next()?.parse().ok()?, p.next()?.parse().ok()?);
+    if !n.is_power_of_two() || n < 2 {
+        return None;
+    }
+    Some((u8::try_from(n.trailing_zeros()).ok()?, r, par, salt, hex_decode(hex)?))
+}
+
+/// `pbkdf2:sha256:N$salt$hex` -> (iterations, salt, derived key).
+fn werkzeug_pbkdf2(hash: &str) -> Option<(u32, &str, Vec<u8>)> {
+    let (method, rest) = hash.split_once('$')?;
+    let (salt, hex) = rest.split_once('$')?;
+    let iterations = method.strip_prefix("pbkdf2:sha256:")?.parse().ok()?;
+    Some((iterations, salt, hex_decode(hex)?))
+}
+
+/// `$pbkdf2-sha256$rounds$salt$checksum`, salt and checksum in passlib's
+/// "adapted base64" (`.` for `+`, no padding) -> (rounds, salt, derived key).
+fn passlib_pbkdf2(hash: &str) -> Option<(u32, Vec<u8>, Vec<u8>)> {
+    let mut parts = hash.strip_prefix("$pbkdf2-sha256$")?.split('$');
+    let rounds = parts.next()?.parse().ok()?;
+    let ab64 = |s: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD_NO_PAD.decode(s.replace('.', "+")).ok()
+    };
+    let (salt, checksum) = (ab64(parts.next()?)?, ab64(parts.next()?)?);
+    parts.next().is_none().then_some((rounds, salt, checksum))
+}
+
+fn hex_decode(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// PBKDF2-HMAC-SHA256, compared in constant time by aws-lc.
+fn pbkdf2_matches(password: &str, iterations: u32, salt: &[u8], expected: &[u8]) -> bool {
+    let Some(iterations) = std::num::NonZeroU32::new(iterations) else { return false };
+    aws_lc_rs::pbkdf2::verify(aws_lc_rs::pbkdf2::PBKDF2_HMAC_SHA256, iterations, salt, password.as_bytes(), expected)
+        .is_ok()
+}
+
+/// The hashes Flask apps have, verified; argon2 is `verify_in`'s.
+fn verify_foreign(password: &str, hash: &str) -> bool {
+    match HashFormat::of(hash) {
+        Some(HashFormat::Bcrypt) => bcrypt::verify(password, hash).unwrap_or(false),
+        Some(HashFormat::WerkzeugScrypt) => werkzeug_scrypt(hash).is_some_and(|(log_n, r, p, salt, expected)| {
+            let Ok(params) = scrypt::Params::new(log_n, r, p) else { return false };
+            let mut out = vec![0u8; expected.len()];
+            scrypt::scrypt(password.as_bytes(), salt.as_bytes(), &params, &mut out).is_ok()
+                && aws_lc_rs::constant_time::verify_slices_are_equal(&out, &expected).is_ok()
+        }),
+        Some(HashFormat::WerkzeugPbkdf2) => werkzeug_pbkdf2(hash)
+            .is_some_and(|(n, salt, expected)| pbkdf2_matches(password, n, salt.as_bytes(), &expected)),
+        Some(HashFormat::PasslibPbkdf2) => {
+            passlib_pbkdf2(hash).is_some_and(|(n, salt, expected)| pbkdf2_matches(password, n, &salt, &expected))
+        }
+        Some(HashFormat::Argon2) | None => false,
+    }
 }
 
 /// `memory` is used when it is large enough for the hash's parameters,
@@ -89,6 +204,9 @@ pub fn verify(password: &str, phc: &str) -> bool {
 fn verify_in(password: &str, phc: &str, memory: &mut [Block]) -> bool {
     if password.len() > MAX_PASSWORD_BYTES {
         return false;
+    }
+    if !phc.starts_with("$argon2") {
+        return verify_foreign(password, phc);
     }
     let Ok(parsed) = PasswordHash::new(phc) else { return false };
     let (Ok(algorithm), Ok(params), Some(expected), Some(salt)) =

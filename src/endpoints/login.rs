@@ -5,7 +5,7 @@ use http::request::Parts;
 use hyper::body::Incoming;
 use serde::Deserialize;
 
-use crate::auth::password::MAX_PASSWORD_BYTES;
+use crate::auth::password::{self, MAX_PASSWORD_BYTES};
 use crate::body::Body;
 use crate::downstream::Downstream;
 use crate::error::GatewayError;
@@ -52,6 +52,7 @@ pub async fn login(
     // Unknown and disabled users are checked against the dummy hash: same work, same answer.
     let phc = user.as_ref().filter(|u| !u.disabled).map(|u| u.password_hash.clone());
     let hasher = state.hasher.as_ref().ok_or(GatewayError::Internal("no password hasher"))?;
+    let password_again = credentials.password.clone();
     let matched = hasher.verify(credentials.password, phc).await;
     let Some(user) = user.filter(|_| matched) else {
         for key in [&user_key, &ip_key] {
@@ -62,6 +63,22 @@ pub async fn login(
         return Err(GatewayError::InvalidCredentials);
     };
     store.clear(&user_key).await?;
+    // An imported hash (Werkzeug, bcrypt, passlib, older argon2) becomes ours
+    // now that the password is known; the user never notices. Store users only
+    // (the users file is read-only); a failure here costs nothing but the upgrade.
+    if !password::HashFormat::is_ours(&user.password_hash) && !state.users_file.contains(&user.name) {
+        match hasher.hash(password_again).await {
+            Ok(phc) => match store.set_password_hash(&user.name, &phc).await {
+                Ok(_) => {
+                    tracing::info!(target: "audit", event = "password_rehashed", sub = %user.name, "password hash upgraded to argon2id")
+                }
+                Err(e) => {
+                    tracing::warn!(sub = %user.name, error = %crate::report::chain(&e), "cannot store the upgraded password hash")
+                }
+            },
+            Err(e) => tracing::warn!(sub = %user.name, error = %e, "cannot upgrade the password hash"),
+        }
+    }
     let family = super::session::new_family_id()?;
     let refresh = super::session::new_refresh_token()?;
     let expires = now().saturating_add(state.config.tokens.refresh_ttl.as_secs());

@@ -152,6 +152,14 @@ impl Users for EmbeddedStore {
         })
         .await
     }
+
+    async fn set_password_hash(&self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
+        let (name, hash) = (name.to_owned(), password_hash.to_owned());
+        self.with(move |c| {
+            c.execute("UPDATE users SET password_hash = ?2 WHERE name = ?1", params![name, hash]).map(|n| n == 1)
+        })
+        .await
+    }
 }
 
 /// Brings a file made by an older version to the current schema.

@@ -107,6 +107,9 @@ pub trait Users: Send + Sync {
     async fn user(&self, name: &str) -> Result<Option<User>, StoreError>;
     /// `false` when there is no such user.
     async fn set_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError>;
+    /// Replaces a user's password hash (an imported hash upgraded to
+    /// argon2id at login); `false` when there is no such user.
+    async fn set_password_hash(&self, name: &str, password_hash: &str) -> Result<bool, StoreError>;
 }
 
 #[async_trait]

@@ -232,7 +232,7 @@ pub(super) fn trusted_issuer(c: &mut Checker<'_>, t: &S<RawTrusted>) -> Option<T
             return None;
         }
     };
-    let fetched = matches!(keys, Some(TrustedKeys::JwksUrl(_)));
+    let fetched = r.jwks_url.is_some();
     let issuer = match &r.issuer {
         Some(i) if i.get_ref().is_empty() => {
             c.error(i.span(), "`issuer` must not be empty (leave it out for tokens without `iss`)");
@@ -247,7 +247,8 @@ pub(super) fn trusted_issuer(c: &mut Checker<'_>, t: &S<RawTrusted>) -> Option<T
     };
     let audience = match &r.audience {
         Some(aud) => c.audience(aud),
-        None if fetched => {
+        // Said once, with the issuer, when both are missing.
+        None if fetched && r.issuer.is_some() => {
             c.error(t.span(), "[[tokens.trusted]] with `jwks_url` needs `issuer` and `audience`");
             Vec::new()
         }
@@ -360,10 +361,7 @@ mod tests {
             ("[tokens]\nleeway = \"10m\"\n", &["`leeway` above 5m"]),
             ("[tokens]\nsigning_key = \"nope\"\n", &["names no [[tokens.keys]] entry"]),
             ("[[tokens.trusted]]\nissuer = \"x\"\n", &["needs its keys"]),
-            (
-                "[[tokens.trusted]]\njwks_url = \"https://idp/jwks\"\n",
-                &["needs `issuer` and `audience`", "needs `issuer` and `audience`"],
-            ),
+            ("[[tokens.trusted]]\njwks_url = \"https://idp/jwks\"\n", &["needs `issuer` and `audience`"]),
             ("[[tokens.trusted]]\nsecret_env = \"S\"\n", &["needs `algorithms`"]),
             (
                 "[[tokens.trusted]]\nsecret_env = \"S\"\nalgorithms = [\"RS256\"]\n",

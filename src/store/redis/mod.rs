@@ -66,10 +66,10 @@ redis.call('HSET', KEYS[1], 'password_hash', ARGV[1], 'roles', ARGV[2], 'disable
 return 1
 ";
 
-/// KEYS: user hash. ARGV: disabled (0|1).
-const SET_DISABLED: &str = r"
+/// KEYS: user hash. ARGV: field, value. Only a user that exists.
+const SET_USER_FIELD: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'disabled', ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 ";
 
@@ -362,7 +362,15 @@ impl Users for RedisStore {
 
     async fn set_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError> {
         let keys = [self.key(&format!("user:{name}"))];
-        let found: i64 = self.durable(SET_DISABLED, &keys, &[u8::from(disabled).to_string()]).await?;
+        let args = ["disabled".to_owned(), u8::from(disabled).to_string()];
+        let found: i64 = self.durable(SET_USER_FIELD, &keys, &args).await?;
+        Ok(found == 1)
+    }
+
+    async fn set_password_hash(&self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
+        let keys = [self.key(&format!("user:{name}"))];
+        let args = ["password_hash".to_owned(), password_hash.to_owned()];
+        let found: i64 = self.durable(SET_USER_FIELD, &keys, &args).await?;
         Ok(found == 1)
     }
 }
