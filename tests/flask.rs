@@ -179,8 +179,14 @@ async fn imported_users_log_in_and_their_hashes_become_argon2id() {
     };
     for user in ["wz-scrypt", "wz-pbkdf2", "bcrypt", "passlib"] {
         assert!(!stored(user).starts_with("$argon2id$"), "{user} was imported as it was");
+        let started = std::time::Instant::now();
         assert_eq!(login(user, &format!("{user} wrong")).await, 401, "{user}: a wrong password");
+        let wrong = started.elapsed();
+        let started = std::time::Instant::now();
         assert_eq!(login(user, &format!("{user} password")).await, 200, "{user}: the right password");
+        let right = started.elapsed();
+        // The same hash work either way (the right one also rehashes): no early exit on a wrong password.
+        assert!(wrong * 4 > right, "{user}: a wrong password took {wrong:?}, the right one {right:?}");
         assert!(stored(user).starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{user}: not upgraded: {}", stored(user));
         assert_eq!(login(user, &format!("{user} password")).await, 200, "{user}: after the upgrade");
     }
