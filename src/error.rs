@@ -212,4 +212,40 @@ impl GatewayError {
         }
         response
     }
+
+    /// The same refusal for a gRPC client (`content-type: application/grpc...`),
+    /// which reads no HTTP body and no HTTP status: 200, and a trailers-only
+    /// answer whose `grpc-status` carries the meaning (UNAUTHENTICATED for
+    /// 401, PERMISSION_DENIED for 403, ...) and `grpc-message` the text;
+    /// `WWW-Authenticate` and `Retry-After` stay.
+    pub fn into_grpc_response(self) -> Response<Body> {
+        let answer = self.answer();
+        let code: u16 = match answer.status.as_u16() {
+            400 => 3,             // INVALID_ARGUMENT
+            401 => 16,            // UNAUTHENTICATED
+            403 => 7,             // PERMISSION_DENIED
+            404 | 405 => 12,      // UNIMPLEMENTED: no such method here
+            408 | 504 => 4,       // DEADLINE_EXCEEDED
+            413 | 429 | 431 => 8, // RESOURCE_EXHAUSTED
+            502 | 503 => 14,      // UNAVAILABLE
+            _ => 2,               // UNKNOWN
+        };
+        let mut response = self.into_response();
+        *response.status_mut() = StatusCode::OK;
+        *response.body_mut() = body::empty();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert("grpc-status", HeaderValue::from(code));
+        headers.insert("grpc-message", HeaderValue::from_static(answer.message));
+        headers.remove(header::CONNECTION);
+        response
+    }
+}
+
+/// Whether a request is a gRPC call (`application/grpc`, `+proto`, `+json`, ...).
+pub fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+        let ct = ct.trim().to_ascii_lowercase();
+        ct == "application/grpc" || ct.starts_with("application/grpc+") || ct.starts_with("application/grpc;")
+    })
 }

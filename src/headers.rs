@@ -290,6 +290,16 @@ pub fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether any `name` header lists `token` (comma-separated, case-insensitive).
+pub fn connection_token_listed(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(token))
+}
+
 /// Whether the `Connection` header lists `token`.
 pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
     headers

@@ -32,6 +32,8 @@ pub enum UpstreamError {
 #[derive(Clone)]
 pub struct UpstreamClient {
     client: Client<HttpConnector, Body>,
+    /// HTTP/2 with prior knowledge (`h2c://` upstreams: gRPC services).
+    h2c: Client<HttpConnector, Body>,
     response_timeout: Duration,
 }
 
@@ -41,18 +43,24 @@ impl UpstreamClient {
         connector.set_connect_timeout(Some(limits.upstream_connect_timeout));
         connector.set_nodelay(true);
         connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .set_host(false)
-            .build(connector);
-        UpstreamClient { client, response_timeout: limits.upstream_timeout }
+        let builder = || {
+            let mut b = Client::builder(TokioExecutor::new());
+            b.timer(TokioTimer::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .set_host(false);
+            b
+        };
+        let client = builder().build(connector.clone());
+        let h2c = builder().http2_only(true).build(connector);
+        UpstreamClient { client, h2c, response_timeout: limits.upstream_timeout }
     }
 
-    /// Sends a request and waits for the response head, within the timeouts.
-    pub async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
-        match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
+    /// Sends a request and waits for the response head, within the timeouts;
+    /// `h2`: over HTTP/2 with prior knowledge.
+    pub async fn send(&self, request: Request<Body>, h2: bool) -> Result<Response<Incoming>, UpstreamError> {
+        let client = if h2 { &self.h2c } else { &self.client };
+        match tokio::time::timeout(self.response_timeout, client.request(request)).await {
             Err(_) => Err(UpstreamError::Timeout("no response headers within upstream_timeout")),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) if e.is_connect() => {

@@ -413,8 +413,9 @@ pub enum Upstream {
     Echo,
     /// None: the route exists for decisions only (`[authz]`); proxied, it is 404.
     None,
-    /// `http://host:port` with an optional base path (no trailing `/`).
-    Http { authority: http::uri::Authority, base_path: String },
+    /// `http://host:port` with an optional base path (no trailing `/`);
+    /// `h2c://`: HTTP/2 with prior knowledge (a gRPC service in the pod).
+    Http { authority: http::uri::Authority, base_path: String, h2: bool },
 }
 
 impl fmt::Display for Upstream {
@@ -422,7 +423,9 @@ impl fmt::Display for Upstream {
         match self {
             Upstream::Echo => f.write_str("builtin:echo"),
             Upstream::None => f.write_str("(decisions only)"),
-            Upstream::Http { authority, base_path } => write!(f, "http://{authority}{base_path}"),
+            Upstream::Http { authority, base_path, h2 } => {
+                write!(f, "{}://{authority}{base_path}", if *h2 { "h2c" } else { "http" })
+            }
         }
     }
 }

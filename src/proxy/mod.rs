@@ -48,6 +48,7 @@ pub async fn handle(mut request: Request<Incoming>, downstream: Downstream, stat
     let request_id = request_id(request.headers());
     request.extensions_mut().insert(RequestId(request_id.clone()));
     let method = request.method().clone();
+    let grpc = crate::error::is_grpc(request.headers());
     let path = request.uri().path().to_owned();
     let mut notes = Notes { route: "-".to_owned(), sub: None, decision: None };
     let metrics = &state.metrics;
@@ -62,7 +63,8 @@ pub async fn handle(mut request: Request<Incoming>, downstream: Downstream, stat
                 metrics.store_errors.inc();
             }
             let refused = (error.code(), chain(&error));
-            (error.into_response(), Some(refused))
+            let response = if grpc { error.into_grpc_response() } else { error.into_response() };
+            (response, Some(refused))
         }
     };
     response.headers_mut().insert(REQUEST_ID, request_id.clone());
@@ -197,17 +199,19 @@ async fn forward(
 ) -> Result<Response<Body>, GatewayError> {
     let websocket = upgrade::websocket_request(&mut parts)?;
     let host = crate::router::request_authority(&parts)?.and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    // `TE: trailers` is hop-by-hop, but gRPC needs it said again on the next hop.
+    let wants_trailers = headers::connection_token_listed(&parts.headers, header::TE, "trailers");
     prepare_headers(&mut parts, &authorized, downstream, state, host.as_ref())?;
     if websocket.is_some() {
         upgrade::restore_upgrade_headers(&mut parts.headers);
     }
 
-    let authority = match &target.route.upstream {
+    let (authority, h2) = match &target.route.upstream {
         Upstream::Echo => {
             let timeout = state.config.server.limits.request_body_timeout;
             return echo::respond(parts, &target.upstream_path_and_query, body, timeout).await;
         }
-        Upstream::Http { authority, .. } => authority,
+        Upstream::Http { authority, h2, .. } => (authority, *h2),
         // A route for decisions only: nothing to forward to.
         Upstream::None => return Err(crate::router::RouteError::NoRoute.into()),
     };
@@ -217,18 +221,24 @@ async fn forward(
         .path_and_query(target.upstream_path_and_query.as_str())
         .build()
         .map_err(|_| GatewayError::BadRequest("request target cannot be forwarded"))?;
-    parts.version = Version::HTTP_11;
+    parts.version = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
     if let Some(host) = host {
         parts.headers.insert(header::HOST, host);
+    }
+    if h2 && wants_trailers {
+        parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
 
     let limit = target.route.max_body_bytes;
     if limit > 0 && headers::content_length(&parts.headers).is_some_and(|n| n > limit) {
         return Err(GatewayError::PayloadTooLarge);
     }
-    let (body, fault) = body::guarded(body, limit, target.route.body_timeout);
+    // An h2c upstream's streams (gRPC client and bidi streaming) live as long
+    // as the call: the route's body timeout is for trickled uploads, not them.
+    let body_timeout = if h2 { std::time::Duration::ZERO } else { target.route.body_timeout };
+    let (body, fault) = body::guarded(body, limit, body_timeout);
     let asked = Instant::now();
-    let sent = state.upstream.send(Request::from_parts(parts, body)).await;
+    let sent = state.upstream.send(Request::from_parts(parts, body), h2).await;
     // A failed exchange whose request body stopped early failed on the client's side.
     if sent.is_err() {
         match fault.get() {

@@ -228,9 +228,11 @@ pub(super) fn upstream(c: &mut Checker<'_>, s: &S<String>) -> Option<Upstream> {
         }
     };
     match (uri.scheme_str(), uri.authority()) {
-        (Some("http"), Some(authority)) if uri.query().is_none() && !authority.as_str().contains('@') => {
+        (Some(scheme @ ("http" | "h2c")), Some(authority))
+            if uri.query().is_none() && !authority.as_str().contains('@') =>
+        {
             let base_path = uri.path().trim_end_matches('/').to_owned();
-            Some(Upstream::Http { authority: authority.clone(), base_path })
+            Some(Upstream::Http { authority: authority.clone(), base_path, h2: scheme == "h2c" })
         }
         (Some("https"), _) => {
             c.error(s.span(), "https:// upstreams are not supported yet: use http:// to a local or private address");
@@ -239,7 +241,7 @@ pub(super) fn upstream(c: &mut Checker<'_>, s: &S<String>) -> Option<Upstream> {
         _ => {
             c.error(
                 s.span(),
-                "`upstream` must be http://HOST[:PORT][/BASE] (no credentials, no query) or builtin:echo",
+                "`upstream` must be http://HOST[:PORT][/BASE], h2c://HOST[:PORT][/BASE] (no credentials, no query) or builtin:echo",
             );
             None
         }
