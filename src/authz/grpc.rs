@@ -173,16 +173,7 @@ async fn answer(http: HttpRequest, state: &State) -> CheckResponse {
                 .filter(|n| !identity.contains_key(n.as_str()))
                 .map(|n| n.as_str().to_owned())
                 .collect();
-            let headers = identity
-                .iter()
-                .filter_map(|(k, v)| {
-                    let value = v.to_str().ok()?.to_owned();
-                    Some(HeaderValueOption {
-                        header: Some(HeaderValueProto { key: k.as_str().to_owned(), value }),
-                        append_action: OVERWRITE_IF_EXISTS_OR_ADD,
-                    })
-                })
-                .collect();
+            let headers = header_options(&identity);
             CheckResponse {
                 status: Some(RpcStatus { code: OK, message: String::new() }),
                 http_response: Some(HttpResponse::Ok(OkHttpResponse { headers, headers_to_remove })),
@@ -191,17 +182,7 @@ async fn answer(http: HttpRequest, state: &State) -> CheckResponse {
         Err(error) => {
             let response = error.into_response();
             let status = response.status();
-            let headers = response
-                .headers()
-                .iter()
-                .filter_map(|(k, v)| {
-                    let value = v.to_str().ok()?.to_owned();
-                    Some(HeaderValueOption {
-                        header: Some(HeaderValueProto { key: k.as_str().to_owned(), value }),
-                        append_action: OVERWRITE_IF_EXISTS_OR_ADD,
-                    })
-                })
-                .collect();
+            let headers = header_options(response.headers());
             let code = if status == StatusCode::UNAUTHORIZED { UNAUTHENTICATED } else { PERMISSION_DENIED };
             let body = denial_body(response).await;
             CheckResponse {
@@ -214,6 +195,20 @@ async fn answer(http: HttpRequest, state: &State) -> CheckResponse {
             }
         }
     }
+}
+
+/// Headers as Envoy's `HeaderValueOption`s, each overwriting the client's copy.
+fn header_options(headers: &HeaderMap) -> Vec<HeaderValueOption> {
+    headers
+        .iter()
+        .filter_map(|(k, v)| {
+            let value = v.to_str().ok()?.to_owned();
+            Some(HeaderValueOption {
+                header: Some(HeaderValueProto { key: k.as_str().to_owned(), value }),
+                append_action: OVERWRITE_IF_EXISTS_OR_ADD,
+            })
+        })
+        .collect()
 }
 
 async fn denial_body(response: Response<Body>) -> String {

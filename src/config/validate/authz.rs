@@ -22,15 +22,7 @@ pub(super) fn authz(c: &mut Checker<'_>, raw: Option<&S<super::raw::RawAuthz>>, 
         let span = r.path_prefix.as_ref().map_or_else(|| raw.map_or(0..0, S::span), S::span);
         c.error(span, "`[authz] path_prefix` is the same as `[login] path_prefix`");
     }
-    let mut allow_from = Vec::new();
-    for entry in r.allow_from.iter().flatten() {
-        let text = entry.get_ref();
-        let net = ipnet::IpNet::from_str(text).or_else(|_| std::net::IpAddr::from_str(text).map(ipnet::IpNet::from));
-        match net {
-            Ok(n) => allow_from.push(n.trunc()),
-            Err(_) => c.error(entry.span(), format!("`{text}` is not an IP address or CIDR range")),
-        }
-    }
+    let allow_from = c.nets(&r.allow_from);
     let grpc = c.addr(&r.grpc, "grpc");
     if grpc.is_some() && !enabled {
         let span = r.grpc.as_ref().map_or(0..0, S::span);

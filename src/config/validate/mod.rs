@@ -117,6 +117,19 @@ impl Checker<'_> {
         list
     }
 
+    /// IP addresses or CIDR ranges (`trusted_proxies`, `allow_from`).
+    pub(super) fn nets(&mut self, list: &Option<Vec<S<String>>>) -> Vec<ipnet::IpNet> {
+        let mut nets = Vec::new();
+        for entry in list.iter().flatten() {
+            let text = entry.get_ref();
+            match ipnet::IpNet::from_str(text).or_else(|_| std::net::IpAddr::from_str(text).map(ipnet::IpNet::from)) {
+                Ok(n) => nets.push(n.trunc()),
+                Err(_) => self.error(entry.span(), format!("`{text}` is not an IP address or CIDR range")),
+            }
+        }
+        nets
+    }
+
     /// An HTTP method as written: methods are case-sensitive (RFC 9110 §9.1).
     pub(super) fn method(&mut self, value: &S<String>) -> Option<Method> {
         let text = value.get_ref();

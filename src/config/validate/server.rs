@@ -21,15 +21,7 @@ pub(super) fn server(c: &mut Checker<'_>, raw: Option<&super::raw::RawServer>) -
         None | Some(0) => std::thread::available_parallelism().map_or(1, |n| n.get()),
         Some(n) => n,
     };
-    let mut trusted_proxies = Vec::new();
-    for p in raw.trusted_proxies.iter().flatten() {
-        let text = p.get_ref();
-        let net = ipnet::IpNet::from_str(text).or_else(|_| std::net::IpAddr::from_str(text).map(ipnet::IpNet::from));
-        match net {
-            Ok(n) => trusted_proxies.push(n.trunc()),
-            Err(_) => c.error(p.span(), format!("`{text}` is not an IP address or CIDR range")),
-        }
-    }
+    let trusted_proxies = c.nets(&raw.trusted_proxies);
     let tls = raw.tls.as_ref().and_then(|t| {
         let location = c.location(t);
         let self_signed = t.get_ref().self_signed.unwrap_or(false);
