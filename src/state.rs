@@ -85,6 +85,14 @@ impl State {
                 Err(message) => errors.push(crate::config::Diagnostic { location: t.location.clone(), message }),
             }
         }
+        let mut upstream = UpstreamClient::new(&config.server.limits);
+        for (index, route) in config.routes.iter().enumerate() {
+            if let crate::config::Upstream::Http { tls: Some(tls), .. } = &route.upstream
+                && let Err(message) = upstream.add_tls(index, tls, &config.server.limits)
+            {
+                errors.push(crate::config::Diagnostic { location: route.location.clone(), message });
+            }
+        }
         let Some(keys) = keys.filter(|_| errors.is_empty()) else {
             return Err(ConfigErrors(errors));
         };
@@ -94,7 +102,7 @@ impl State {
             keys: Arc::new(keys),
             verifier,
             tls,
-            upstream: UpstreamClient::new(&config.server.limits),
+            upstream,
             stores: None,
             users_file,
             hasher: hasher(&config)?,

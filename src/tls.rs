@@ -81,3 +81,46 @@ fn generate_self_signed() -> Result<Pair, String> {
         .map_err(|e| format!("cannot encode the generated key: {e}"))?;
     Ok((vec![certified.cert.der().clone()], key))
 }
+
+/// A TLS client configuration: the CAs of `ca_file` (else the system's
+/// trust store) and, for mTLS, a client certificate chain and key. Used for
+/// trusted issuers' JWKS and for `https://` upstreams.
+pub fn client_config(
+    ca_file: Option<&std::path::Path>,
+    client_cert: Option<(&std::path::Path, &std::path::Path)>,
+) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            for cert in
+                CertificateDer::pem_file_iter(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            {
+                let cert = cert.map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
+                roots.add(cert).map_err(|e| format!("unusable CA in {}: {e}", path.display()))?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    match client_cert {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert, key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| format!("cannot read {}: {e}", cert.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("cannot parse {}: {e}", cert.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| format!("unusable client certificate: {e}"))
+        }
+    }
+}

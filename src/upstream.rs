@@ -15,7 +15,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{Body, BoxError};
-use crate::config::Limits;
+use crate::config::{Limits, UpstreamTls};
+use hyper_rustls::HttpsConnector;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -34,7 +35,19 @@ pub struct UpstreamClient {
     client: Client<HttpConnector, Body>,
     /// HTTP/2 with prior knowledge (`h2c://` upstreams: gRPC services).
     h2c: Client<HttpConnector, Body>,
+    /// One client per `https://` route (its own CA, server name, client
+    /// certificate, pool), by route index.
+    tls: std::collections::HashMap<usize, Client<HttpsConnector<HttpConnector>, Body>>,
     response_timeout: Duration,
+}
+
+/// How a request reaches its upstream.
+#[derive(Debug, Clone, Copy)]
+pub enum Via {
+    Http1,
+    H2c,
+    /// TLS, with the client of this route (index in the config).
+    Tls(usize),
 }
 
 impl UpstreamClient {
@@ -53,14 +66,50 @@ impl UpstreamClient {
         };
         let client = builder().build(connector.clone());
         let h2c = builder().http2_only(true).build(connector);
-        UpstreamClient { client, h2c, response_timeout: limits.upstream_timeout }
+        UpstreamClient { client, h2c, tls: Default::default(), response_timeout: limits.upstream_timeout }
+    }
+
+    /// Adds the TLS client of `https://` route `index`: the TLS set-up is
+    /// read here (CA and client certificate files), so a bad file is a
+    /// config problem at load, not a 502 later.
+    pub fn add_tls(&mut self, index: usize, tls: &UpstreamTls, limits: &Limits) -> Result<(), String> {
+        let client_cert = tls.client_cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+        let config = crate::tls::client_config(tls.ca_file.as_deref(), client_cert)?;
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(limits.upstream_connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config).https_only();
+        let builder = match &tls.server_name {
+            Some(name) => {
+                let name = rustls::pki_types::ServerName::try_from(name.clone()).map_err(|e| e.to_string())?;
+                builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+            }
+            None => builder,
+        };
+        let connector = builder.enable_all_versions().wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .set_host(false)
+            .build(connector);
+        self.tls.insert(index, client);
+        Ok(())
     }
 
     /// Sends a request and waits for the response head, within the timeouts;
     /// `h2`: over HTTP/2 with prior knowledge.
-    pub async fn send(&self, request: Request<Body>, h2: bool) -> Result<Response<Incoming>, UpstreamError> {
-        let client = if h2 { &self.h2c } else { &self.client };
-        match tokio::time::timeout(self.response_timeout, client.request(request)).await {
+    pub async fn send(&self, request: Request<Body>, via: Via) -> Result<Response<Incoming>, UpstreamError> {
+        let sent = match via {
+            Via::Http1 => self.client.request(request),
+            Via::H2c => self.h2c.request(request),
+            Via::Tls(index) => match self.tls.get(&index) {
+                Some(client) => client.request(request),
+                None => return Err(UpstreamError::Unavailable("no TLS client for this route".into())),
+            },
+        };
+        match tokio::time::timeout(self.response_timeout, sent).await {
             Err(_) => Err(UpstreamError::Timeout("no response headers within upstream_timeout")),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) if e.is_connect() => {

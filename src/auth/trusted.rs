@@ -291,30 +291,7 @@ fn usable_keys(set: &JwkSet) -> HashMap<String, (Algorithm, DecodingKey)> {
 }
 
 fn client_tls(config: &TrustedIssuer) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    match &config.ca_file {
-        Some(path) => {
-            for cert in
-                CertificateDer::pem_file_iter(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
-            {
-                let cert = cert.map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
-                roots.add(cert).map_err(|e| format!("unusable CA in {}: {e}", path.display()))?;
-            }
-        }
-        None => {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    crate::tls::client_config(config.ca_file.as_deref(), None)
 }
 
 /// One GET, HTTP/1.1, body capped; returns the body and `Cache-Control: max-age`.

@@ -76,6 +76,18 @@ pub struct Config {
     pub routes: Vec<Route>,
 }
 
+/// `[route.upstream_tls]`: how an `https://` upstream is verified and what
+/// the gateway presents to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// PEM CA certificates to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// The name to send (SNI) and verify, instead of the URL's host.
+    pub server_name: Option<String>,
+    /// A client certificate chain and its key (mTLS to the upstream).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
 /// `[authz]`: decision mode, for an ingress that asks before it forwards.
 #[derive(Debug, Clone)]
 pub struct Authz {
@@ -414,8 +426,9 @@ pub enum Upstream {
     /// None: the route exists for decisions only (`[authz]`); proxied, it is 404.
     None,
     /// `http://host:port` with an optional base path (no trailing `/`);
-    /// `h2c://`: HTTP/2 with prior knowledge (a gRPC service in the pod).
-    Http { authority: http::uri::Authority, base_path: String, h2: bool },
+    /// `h2c://`: HTTP/2 with prior knowledge (a gRPC service in the pod);
+    /// `https://` (`tls`): TLS, HTTP/1.1 or HTTP/2 by ALPN.
+    Http { authority: http::uri::Authority, base_path: String, h2: bool, tls: Option<UpstreamTls> },
 }
 
 impl fmt::Display for Upstream {
@@ -423,8 +436,25 @@ impl fmt::Display for Upstream {
         match self {
             Upstream::Echo => f.write_str("builtin:echo"),
             Upstream::None => f.write_str("(decisions only)"),
-            Upstream::Http { authority, base_path, h2 } => {
-                write!(f, "{}://{authority}{base_path}", if *h2 { "h2c" } else { "http" })
+            Upstream::Http { authority, base_path, h2, tls } => {
+                let scheme = match (tls, h2) {
+                    (Some(_), _) => "https",
+                    (None, true) => "h2c",
+                    (None, false) => "http",
+                };
+                write!(f, "{scheme}://{authority}{base_path}")?;
+                if let Some(t) = tls {
+                    if let Some(ca) = &t.ca_file {
+                        write!(f, " (CA {})", ca.display())?;
+                    }
+                    if let Some(name) = &t.server_name {
+                        write!(f, " (server name {name})")?;
+                    }
+                    if t.client_cert.is_some() {
+                        f.write_str(" (client certificate)")?;
+                    }
+                }
+                Ok(())
             }
         }
     }

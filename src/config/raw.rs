@@ -191,7 +191,17 @@ pub struct RawRoute {
     pub strip_prefix: Option<bool>,
     pub max_body_bytes: Option<S<u64>>,
     pub body_timeout: Option<S<String>>,
+    pub upstream_tls: Option<S<RawUpstreamTls>>,
     pub cors: Option<S<RawCors>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    pub ca_file: Option<S<String>>,
+    pub server_name: Option<S<String>>,
+    pub client_cert_file: Option<S<String>>,
+    pub client_key_file: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

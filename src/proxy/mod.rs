@@ -206,17 +206,17 @@ async fn forward(
         upgrade::restore_upgrade_headers(&mut parts.headers);
     }
 
-    let (authority, h2) = match &target.route.upstream {
+    let (authority, h2, tls) = match &target.route.upstream {
         Upstream::Echo => {
             let timeout = state.config.server.limits.request_body_timeout;
             return echo::respond(parts, &target.upstream_path_and_query, body, timeout).await;
         }
-        Upstream::Http { authority, h2, .. } => (authority, *h2),
+        Upstream::Http { authority, h2, tls, .. } => (authority, *h2, tls.is_some()),
         // A route for decisions only: nothing to forward to.
         Upstream::None => return Err(crate::router::RouteError::NoRoute.into()),
     };
     parts.uri = Uri::builder()
-        .scheme("http")
+        .scheme(if tls { "https" } else { "http" })
         .authority(authority.clone())
         .path_and_query(target.upstream_path_and_query.as_str())
         .build()
@@ -225,7 +225,7 @@ async fn forward(
     if let Some(host) = host {
         parts.headers.insert(header::HOST, host);
     }
-    if h2 && wants_trailers {
+    if (h2 || tls) && wants_trailers {
         parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
 
@@ -238,7 +238,12 @@ async fn forward(
     let body_timeout = if h2 { std::time::Duration::ZERO } else { target.route.body_timeout };
     let (body, fault) = body::guarded(body, limit, body_timeout);
     let asked = Instant::now();
-    let sent = state.upstream.send(Request::from_parts(parts, body), h2).await;
+    let via = match (tls, h2) {
+        (true, _) => crate::upstream::Via::Tls(target.index),
+        (false, true) => crate::upstream::Via::H2c,
+        (false, false) => crate::upstream::Via::Http1,
+    };
+    let sent = state.upstream.send(Request::from_parts(parts, body), via).await;
     // A failed exchange whose request body stopped early failed on the client's side.
     if sent.is_err() {
         match fault.get() {

@@ -101,10 +101,18 @@ pub(super) fn route(
         methods.extend(list.iter().filter_map(|m| c.method(m)));
         methods
     });
-    let upstream = match &raw.upstream {
+    let mut upstream = match &raw.upstream {
         Some(upstream_s) => upstream(c, upstream_s)?,
         None => Upstream::None,
     };
+    match (&mut upstream, &raw.upstream_tls) {
+        (Upstream::Http { tls: Some(tls), .. }, Some(t)) => *tls = upstream_tls(c, t)?,
+        (_, Some(t)) => {
+            c.error(t.span(), "[route.upstream_tls] goes with an https:// upstream");
+            return None;
+        }
+        _ => {}
+    }
     let auth = match raw.auth.as_ref().map(|a| (a.get_ref().as_str(), a.span())) {
         None | Some(("required", _)) => AuthMode::Required,
         Some(("optional", _)) => AuthMode::Optional,
@@ -228,24 +236,42 @@ pub(super) fn upstream(c: &mut Checker<'_>, s: &S<String>) -> Option<Upstream> {
         }
     };
     match (uri.scheme_str(), uri.authority()) {
-        (Some(scheme @ ("http" | "h2c")), Some(authority))
+        (Some(scheme @ ("http" | "h2c" | "https")), Some(authority))
             if uri.query().is_none() && !authority.as_str().contains('@') =>
         {
             let base_path = uri.path().trim_end_matches('/').to_owned();
-            Some(Upstream::Http { authority: authority.clone(), base_path, h2: scheme == "h2c" })
-        }
-        (Some("https"), _) => {
-            c.error(s.span(), "https:// upstreams are not supported yet: use http:// to a local or private address");
-            None
+            let tls =
+                (scheme == "https").then_some(UpstreamTls { ca_file: None, server_name: None, client_cert: None });
+            Some(Upstream::Http { authority: authority.clone(), base_path, h2: scheme == "h2c", tls })
         }
         _ => {
             c.error(
                 s.span(),
-                "`upstream` must be http://HOST[:PORT][/BASE], h2c://HOST[:PORT][/BASE] (no credentials, no query) or builtin:echo",
+                "`upstream` must be http://, https:// or h2c://HOST[:PORT][/BASE] (no credentials, no query) or builtin:echo",
             );
             None
         }
     }
+}
+
+fn upstream_tls(c: &mut Checker<'_>, t: &S<super::raw::RawUpstreamTls>) -> Option<UpstreamTls> {
+    let r = t.get_ref();
+    let client_cert = match (&r.client_cert_file, &r.client_key_file) {
+        (Some(cert), Some(key)) => Some((c.path(cert), c.path(key))),
+        (None, None) => None,
+        _ => {
+            c.error(t.span(), "`client_cert_file` and `client_key_file` go together");
+            return None;
+        }
+    };
+    let server_name = match &r.server_name {
+        Some(n) if rustls::pki_types::ServerName::try_from(n.get_ref().as_str()).is_err() => {
+            c.error(n.span(), "`server_name` is not a DNS name or IP address");
+            return None;
+        }
+        other => other.as_ref().map(|n| n.get_ref().clone()),
+    };
+    Some(UpstreamTls { ca_file: r.ca_file.as_ref().map(|p| c.path(p)), server_name, client_cert })
 }
 
 #[cfg(test)]
