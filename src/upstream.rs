@@ -52,20 +52,9 @@ pub enum Via {
 
 impl UpstreamClient {
     pub fn new(limits: &Limits) -> UpstreamClient {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(limits.upstream_connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let builder = || {
-            let mut b = Client::builder(TokioExecutor::new());
-            b.timer(TokioTimer::new())
-                .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(Duration::from_secs(60))
-                .set_host(false);
-            b
-        };
-        let client = builder().build(connector.clone());
-        let h2c = builder().http2_only(true).build(connector);
+        let connector = tcp_connector(limits, true);
+        let client = client_builder().build(connector.clone());
+        let h2c = client_builder().http2_only(true).build(connector);
         UpstreamClient { client, h2c, tls: Default::default(), response_timeout: limits.upstream_timeout }
     }
 
@@ -75,10 +64,7 @@ impl UpstreamClient {
     pub fn add_tls(&mut self, index: usize, tls: &UpstreamTls, limits: &Limits) -> Result<(), String> {
         let client_cert = tls.client_cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
         let config = crate::tls::client_config(tls.ca_file.as_deref(), client_cert)?;
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(limits.upstream_connect_timeout));
-        http.set_nodelay(true);
-        http.enforce_http(false);
+        let http = tcp_connector(limits, false);
         let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config).https_only();
         let builder = match &tls.server_name {
             Some(name) => {
@@ -88,12 +74,7 @@ impl UpstreamClient {
             None => builder,
         };
         let connector = builder.enable_all_versions().wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .set_host(false)
-            .build(connector);
+        let client = client_builder().build(connector);
         self.tls.insert(index, client);
         Ok(())
     }
@@ -122,6 +103,28 @@ impl UpstreamClient {
             Ok(Err(e)) => Err(UpstreamError::Request(Box::new(e))),
         }
     }
+}
+
+/// The TCP side of every upstream connection: the connect timeout, no Nagle;
+/// `plain_only` refuses anything but `http://` (the TLS connector wraps one that does not).
+fn tcp_connector(limits: &Limits, plain_only: bool) -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(limits.upstream_connect_timeout));
+    connector.set_nodelay(true);
+    connector.enforce_http(plain_only);
+    connector
+}
+
+/// Every upstream client's pool: tokio timers, idle connections kept a
+/// minute, and `Host` left as the gateway set it.
+fn client_builder() -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .set_host(false);
+    builder
 }
 
 fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
