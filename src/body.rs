@@ -29,6 +29,51 @@ where
     body.map_err(Into::into).boxed_unsync()
 }
 
+/// Boxes a streaming body that keeps `guard` until it ends or is dropped
+/// (an upstream response holding its endpoint's connection slot).
+pub fn stream_holding<B, G>(body: B, guard: G) -> Body
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+    G: Send + Unpin + 'static,
+{
+    Holding { inner: body, guard: Some(guard) }.boxed_unsync()
+}
+
+struct Holding<B, G> {
+    inner: B,
+    guard: Option<G>,
+}
+
+impl<B, G> hyper::body::Body for Holding<B, G>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    G: Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx).map_err(Into::into);
+        if let std::task::Poll::Ready(None | Some(Err(_))) = &polled {
+            self.guard = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// A small JSON response body.
 pub fn json(value: &serde_json::Value) -> Body {
     full(serde_json::to_vec(value).unwrap_or_default())

@@ -131,6 +131,9 @@ impl GatewayError {
                 "the caller lacks a role this route requires",
                 "insufficient_scope",
             ),
+            GatewayError::Upstream(UpstreamError::Busy) => {
+                a(S::SERVICE_UNAVAILABLE, "upstream_busy", "every endpoint of the upstream is at its connection limit")
+            }
             GatewayError::Upstream(UpstreamError::Timeout(_)) => {
                 a(S::GATEWAY_TIMEOUT, "upstream_timeout", "the upstream did not answer in time")
             }

@@ -37,6 +37,48 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    /// The upstream as written in the config (bounded by it).
+    pub upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamKindLabels {
+    pub upstream: String,
+    /// `connect`, `busy`, `timeout`, `broken` (failures); `healthy`, `ejected` (endpoints).
+    pub kind: &'static str,
+}
+
+/// One upstream's counters, looked up once (no label hashing per request).
+pub struct UpstreamHandles {
+    pub requests: Counter,
+    pub retries: Counter,
+    pub ejections: Counter,
+    /// By `UPSTREAM_ERRORS`.
+    errors: [Counter; 4],
+}
+
+const UPSTREAM_ERRORS: [&str; 4] = ["connect", "busy", "timeout", "broken"];
+
+impl UpstreamHandles {
+    /// Counts a failed attempt of kind `kind` (one of `connect`, `busy`, `timeout`, `broken`).
+    pub fn error(&self, kind: &'static str) {
+        if let Some(i) = UPSTREAM_ERRORS.iter().position(|k| *k == kind) {
+            self.errors[i].inc();
+        }
+    }
+}
+
+/// What `/metrics` shows of an upstream's endpoints now.
+#[derive(Debug, Default)]
+pub struct UpstreamObserved {
+    pub upstream: String,
+    pub healthy: usize,
+    pub ejected: usize,
+    pub in_flight: usize,
+}
+
 /// What the scrape-time gauges show, read by the caller from the live state
 /// (so this module needs neither the stores nor the issuers).
 #[derive(Debug, Default)]
@@ -45,6 +87,7 @@ pub struct Observed {
     pub jwks_ages: Vec<(String, Option<std::time::Duration>)>,
     /// Denylist entries and staleness (`None`: never confirmed), with a store.
     pub denylist: Option<(usize, Option<std::time::Duration>)>,
+    pub upstreams: Vec<UpstreamObserved>,
 }
 
 pub struct Metrics {
@@ -61,6 +104,12 @@ pub struct Metrics {
     denylist_entries: Gauge,
     denylist_staleness: Gauge<f64, AtomicU64>,
     jwks_age: Family<IssuerLabels, Gauge<f64, AtomicU64>>,
+    upstream_requests: Family<UpstreamLabels, Counter>,
+    upstream_retries: Family<UpstreamLabels, Counter>,
+    upstream_ejections: Family<UpstreamLabels, Counter>,
+    upstream_errors: Family<UpstreamKindLabels, Counter>,
+    upstream_endpoints: Family<UpstreamKindLabels, Gauge>,
+    upstream_in_flight: Family<UpstreamLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -80,6 +129,12 @@ impl Default for Metrics {
             denylist_entries: Gauge::default(),
             denylist_staleness: Gauge::default(),
             jwks_age: Family::default(),
+            upstream_requests: Family::default(),
+            upstream_retries: Family::default(),
+            upstream_ejections: Family::default(),
+            upstream_errors: Family::default(),
+            upstream_endpoints: Family::default(),
+            upstream_in_flight: Family::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "Requests by route and status", m.requests.clone());
@@ -122,6 +177,32 @@ impl Default for Metrics {
             "Age of each trusted issuer's keys in use (-1: never fetched); it grows while the JWKS endpoint fails",
             m.jwks_age.clone(),
         );
+        registry.register(
+            "upstream_requests",
+            "Attempts sent to each upstream (a retry is one more)",
+            m.upstream_requests.clone(),
+        );
+        registry.register("upstream_retries", "Attempts tried again on another endpoint", m.upstream_retries.clone());
+        registry.register(
+            "upstream_ejections",
+            "Endpoints ejected for a backoff after a refused connection or a timeout",
+            m.upstream_ejections.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Failed attempts by kind: connect (refused), busy (upstream_max_connections), timeout, broken (before the response head)",
+            m.upstream_errors.clone(),
+        );
+        registry.register(
+            "upstream_endpoints",
+            "Each upstream's endpoints (addresses, once DNS names are resolved) by kind: healthy or ejected",
+            m.upstream_endpoints.clone(),
+        );
+        registry.register(
+            "upstream_in_flight",
+            "Requests in flight to each upstream; over HTTP/1.1, its connections in use",
+            m.upstream_in_flight.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -134,6 +215,15 @@ impl Metrics {
             let age = age.map_or(-1.0, |a| a.as_secs_f64());
             self.jwks_age.get_or_create(&IssuerLabels { issuer: issuer.clone() }).set(age);
         }
+        for u in &now.upstreams {
+            let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            let labels = |kind| UpstreamKindLabels { upstream: u.upstream.clone(), kind };
+            self.upstream_endpoints.get_or_create(&labels("healthy")).set(count(u.healthy));
+            self.upstream_endpoints.get_or_create(&labels("ejected")).set(count(u.ejected));
+            self.upstream_in_flight
+                .get_or_create(&UpstreamLabels { upstream: u.upstream.clone() })
+                .set(count(u.in_flight));
+        }
         if let Some((entries, staleness)) = now.denylist {
             self.denylist_entries.set(i64::try_from(entries).unwrap_or(i64::MAX));
             self.denylist_staleness.set(staleness.map_or(-1.0, |d| d.as_secs_f64()));
@@ -141,6 +231,20 @@ impl Metrics {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The counters of one upstream (`label` from the config).
+    pub fn upstream(&self, label: &str) -> UpstreamHandles {
+        let one = UpstreamLabels { upstream: label.to_owned() };
+        let errors = UPSTREAM_ERRORS.map(|kind| {
+            self.upstream_errors.get_or_create(&UpstreamKindLabels { upstream: label.to_owned(), kind }).clone()
+        });
+        UpstreamHandles {
+            requests: self.upstream_requests.get_or_create(&one).clone(),
+            retries: self.upstream_retries.get_or_create(&one).clone(),
+            ejections: self.upstream_ejections.get_or_create(&one).clone(),
+            errors,
+        }
     }
 
     pub fn auth_failure(&self, reason: &'static str) {

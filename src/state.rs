@@ -12,7 +12,7 @@ use crate::auth::Verifier;
 use crate::auth::keys::{KeySet, LoadMode};
 use crate::config::{Config, ConfigErrors, sort_diagnostics};
 use crate::router::Router;
-use crate::upstream::UpstreamClient;
+use crate::upstream::Upstreams;
 
 pub struct State {
     pub config: Config,
@@ -20,7 +20,7 @@ pub struct State {
     pub keys: Arc<KeySet>,
     pub verifier: Verifier,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    pub upstream: UpstreamClient,
+    pub upstream: Upstreams,
     /// The store and its denylist copy; `None` for dry runs (`check`, `explain`).
     pub stores: Option<Arc<crate::store::Stores>>,
     /// Read-only users (`login.users_file`).
@@ -51,8 +51,10 @@ pub fn load(path: &std::path::Path, mode: LoadMode) -> Result<State, ConfigError
 
 impl State {
     /// Starts what a running gateway needs besides requests: the trusted
-    /// issuers' key refresh (each stops when its state is dropped).
+    /// issuers' key refresh and the upstreams' DNS resolution (each stops
+    /// when its state is dropped).
     pub fn start_background(&self) {
+        self.upstream.start_resolving();
         for issuer in &self.trusted {
             issuer.spawn_refresh();
         }
@@ -85,15 +87,17 @@ impl State {
                 Err(message) => errors.push(crate::config::Diagnostic { location: t.location.clone(), message }),
             }
         }
-        let mut upstream = UpstreamClient::new(&config.server.limits);
-        for (index, route) in config.routes.iter().enumerate() {
-            if let crate::config::Upstream::Http { tls: Some(tls), .. } = &route.upstream
-                && let Err(message) = upstream.add_tls(index, tls, &config.server.limits)
-            {
-                errors.push(crate::config::Diagnostic { location: route.location.clone(), message });
+        let upstream = match Upstreams::new(&config.routes, &config.server.limits) {
+            Ok(upstreams) => Some(upstreams),
+            Err(problems) => {
+                for (index, message) in problems {
+                    let location = config.routes[index].location.clone();
+                    errors.push(crate::config::Diagnostic { location, message });
+                }
+                None
             }
-        }
-        let Some(keys) = keys.filter(|_| errors.is_empty()) else {
+        };
+        let (Some(keys), Some(upstream)) = (keys.filter(|_| errors.is_empty()), upstream) else {
             return Err(ConfigErrors(errors));
         };
         let verifier = Verifier::new(&config.tokens, &keys, &trusted);

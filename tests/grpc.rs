@@ -85,3 +85,29 @@ async fn grpc_unary_and_bidi_streaming_through_authgate() {
     let bidi_none = call(python, target, "Bidi", None, "bidi").await;
     assert_eq!(bidi_none["code"], "UNAUTHENTICATED", "{bidi_none}");
 }
+
+/// A stream lives no longer than its token: a bidi call whose token expires
+/// after ~2 s is ended then with UNAUTHENTICATED ("the token expired"),
+/// after replies flowed; a token with plenty of time left is not cut.
+#[tokio::test]
+async fn a_grpc_stream_ends_when_its_token_expires() {
+    let test = "a_grpc_stream_ends_when_its_token_expires";
+    let Some(python) = support::python::tool("python", test) else { return };
+    let port = support::process::free_port();
+    let _service = serve(&python, port);
+    let gw =
+        TestGateway::start(&format!("[[route]]\npath = \"/test.Echo\"\nupstream = \"h2c://127.0.0.1:{port}\"\n")).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let mut short = claims("alice", &["user"]);
+    short["iat"] = serde_json::json!(now);
+    short["exp"] = serde_json::json!(now + 3);
+    let short = sign("es256", &short);
+    let ended = call(python.clone(), gw.http.to_string(), "Bidi", Some(&short), "long").await;
+    assert_eq!(ended["code"], "UNAUTHENTICATED", "{ended}");
+    assert_eq!(ended["details"], "the token expired", "{ended}");
+    let replies = ended["replies"].as_array().map_or(0, Vec::len);
+    assert!(replies >= 5, "the stream flowed before the token expired: {ended}");
+    let seconds = ended["seconds"].as_f64().unwrap_or(f64::MAX);
+    assert!((1.0..5.0).contains(&seconds), "ended at the token's exp: {ended}");
+    // (the long mode sends for 20 s: a stream that was not cut would end OK after that)
+}

@@ -140,10 +140,58 @@ async fn https_upstreams_verify_the_ca_the_name_and_present_a_client_certificate
     assert_eq!((r.status, String::from_utf8_lossy(&r.body).as_ref()), (200, "client-cert: yes"));
     drop(gw);
 
-    // An expired upstream certificate: 502.
+    // An expired upstream certificate: 502, and the log says why (the real
+    // binary, its JSON log read back).
     let expired = tls_upstream(&pki, pki.issue("expired", &["127.0.0.1"], true), false).await;
-    let gw = TestGateway::start(&route(expired, &ca)).await;
-    assert_eq!(get(&gw.url("/x"), &[]).await.status, 502, "an expired certificate");
+    let config = format!("[server]\nhttp = \"{{HTTP}}\"\nadmin = \"{{ADMIN}}\"\n{}", route(expired, &ca));
+    let log = pki.dir.path().join("gateway.log");
+    let gw = support::process::GatewayProcess::start_logged(pki.dir.path(), "g.toml", &config, Some(&log)).await;
+    let r = get(&gw.url("/x"), &[]).await;
+    assert_eq!((r.status, r.code().as_str()), (502, "upstream_unavailable"), "an expired certificate");
+    assert!(!String::from_utf8_lossy(&r.body).contains("expired"), "the client is not told why");
+    let said = support::eventually(std::time::Duration::from_secs(5), || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines()
+            .find(|l| l.contains("\"access\"") && l.contains("/x") && l.contains("certificate expired"))
+            .map(str::to_owned)
+    })
+    .await;
+    let line = said.unwrap_or_else(|| {
+        panic!(
+            "no access log line names the expired certificate:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    assert!(line.contains("upstream_unavailable") && line.contains("certificate"), "{line}");
+}
+
+/// `insecure_skip_verify`: a loopback upstream's self-signed certificate
+/// is taken without a CA; anywhere but loopback the setting is refused.
+#[tokio::test]
+async fn insecure_skip_verify_is_for_loopback_only() {
+    let pki = Pki::new();
+    let upstream = tls_upstream(&pki, pki.issue("self", &["somewhere.else"], false), false).await;
+    let gw = TestGateway::start(&route(upstream, "")).await;
+    assert_eq!(get(&gw.url("/x"), &[]).await.status, 502, "verified by default");
+    drop(gw);
+    let gw = TestGateway::start(&route(upstream, "[route.upstream_tls]\ninsecure_skip_verify = true\n")).await;
+    assert_eq!(get(&gw.url("/x"), &[]).await.status, 200, "not verified when asked, on loopback");
+    drop(gw);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (upstream, extra, refusal) in [
+        ("https://10.0.0.5:8443", "", "only for loopback endpoints"),
+        ("https://backend.example:8443", "", "only for loopback endpoints"),
+        ("https://127.0.0.1:8443", "ca_file = \"ca.pem\"\n", "would be ignored"),
+    ] {
+        let config = format!(
+            "[server]\nhttp = \"127.0.0.1:0\"\n[[route]]\npath = \"/\"\nupstream = \"{upstream}\"\nauth = \"none\"\n\
+             [route.upstream_tls]\ninsecure_skip_verify = true\n{extra}"
+        );
+        std::fs::write(dir.path().join("g.toml"), config).expect("write");
+        let (ok, _, err) = support::process::cli(dir.path(), &["--config", "g.toml", "check"], None);
+        assert!(!ok && err.contains(refusal) && err.contains("g.toml:"), "{upstream}: {err}");
+    }
 }
 
 #[test]

@@ -78,7 +78,7 @@ pub struct Config {
 
 /// `[route.upstream_tls]`: how an `https://` upstream is verified and what
 /// the gateway presents to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct UpstreamTls {
     /// PEM CA certificates to trust instead of the system's.
     pub ca_file: Option<PathBuf>,
@@ -86,6 +86,8 @@ pub struct UpstreamTls {
     pub server_name: Option<String>,
     /// A client certificate chain and its key (mTLS to the upstream).
     pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// No certificate check at all: validation allows it for loopback endpoints only.
+    pub insecure_skip_verify: bool,
 }
 
 /// `[authz]`: decision mode, for an ingress that asks before it forwards.
@@ -159,6 +161,10 @@ pub struct Limits {
     /// gracefully (in-flight requests finish first).
     pub idle_timeout: Duration,
     pub h2_max_concurrent_streams: u32,
+    /// Connections to one upstream endpoint, busy and idle (HTTP/2: streams in flight).
+    pub upstream_max_connections: usize,
+    /// How often upstream endpoints written as DNS names are resolved again.
+    pub upstream_resolve_interval: Duration,
 }
 
 impl Default for Limits {
@@ -176,6 +182,8 @@ impl Default for Limits {
             request_body_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             h2_max_concurrent_streams: 100,
+            upstream_max_connections: 1024,
+            upstream_resolve_interval: Duration::from_secs(5),
         }
     }
 }
@@ -427,8 +435,9 @@ pub enum Upstream {
     None,
     /// `http://host:port` with an optional base path (no trailing `/`);
     /// `h2c://`: HTTP/2 with prior knowledge (a gRPC service in the pod);
-    /// `https://` (`tls`): TLS, HTTP/1.1 or HTTP/2 by ALPN.
-    Http { authority: http::uri::Authority, base_path: String, h2: bool, tls: Option<UpstreamTls> },
+    /// `https://` (`tls`): TLS, HTTP/1.1 or HTTP/2 by ALPN. One or more
+    /// endpoints (as written: a DNS name stands for all its addresses).
+    Http { endpoints: Vec<http::uri::Authority>, base_path: String, h2: bool, tls: Option<UpstreamTls> },
 }
 
 impl fmt::Display for Upstream {
@@ -436,13 +445,16 @@ impl fmt::Display for Upstream {
         match self {
             Upstream::Echo => f.write_str("builtin:echo"),
             Upstream::None => f.write_str("(decisions only)"),
-            Upstream::Http { authority, base_path, h2, tls } => {
+            Upstream::Http { endpoints, base_path, h2, tls } => {
                 let scheme = match (tls, h2) {
                     (Some(_), _) => "https",
                     (None, true) => "h2c",
                     (None, false) => "http",
                 };
-                write!(f, "{scheme}://{authority}{base_path}")?;
+                for (i, authority) in endpoints.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    write!(f, "{sep}{scheme}://{authority}{base_path}")?;
+                }
                 if let Some(t) = tls {
                     if let Some(ca) = &t.ca_file {
                         write!(f, " (CA {})", ca.display())?;
@@ -452,6 +464,9 @@ impl fmt::Display for Upstream {
                     }
                     if t.client_cert.is_some() {
                         f.write_str(" (client certificate)")?;
+                    }
+                    if t.insecure_skip_verify {
+                        f.write_str(" (certificate NOT verified)")?;
                     }
                 }
                 Ok(())

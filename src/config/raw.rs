@@ -72,9 +72,11 @@ pub struct RawLimits {
     pub request_body_timeout: Option<S<String>>,
     pub idle_timeout: Option<S<String>>,
     pub h2_max_concurrent_streams: Option<S<usize>>,
+    pub upstream_max_connections: Option<S<usize>>,
+    pub upstream_resolve_interval: Option<S<String>>,
 }
 
-/// `audience = "api"` or `audience = ["api", "web"]`.
+/// `audience = "api"` or `audience = ["api", "web"]`; a route's `upstream`.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum OneOrMany {
@@ -184,7 +186,7 @@ pub struct RawRoute {
     pub path: Option<S<String>>,
     pub host: Option<S<String>>,
     pub methods: Option<Vec<S<String>>>,
-    pub upstream: Option<S<String>>,
+    pub upstream: Option<S<OneOrMany>>,
     pub auth: Option<S<String>>,
     pub roles: Option<Vec<S<String>>>,
     pub scopes: Option<Vec<S<String>>>,
@@ -202,6 +204,7 @@ pub struct RawUpstreamTls {
     pub server_name: Option<S<String>>,
     pub client_cert_file: Option<S<String>>,
     pub client_key_file: Option<S<String>>,
+    pub insecure_skip_verify: Option<S<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

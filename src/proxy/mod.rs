@@ -11,13 +11,14 @@
 
 pub mod cors;
 pub mod echo;
+pub mod lifetime;
 pub mod upgrade;
 
 use std::time::Instant;
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Request, Response, Uri, Version};
+use http::{Request, Response, Version};
 use hyper::body::Incoming;
 
 use crate::auth::{self, Authorized};
@@ -198,6 +199,7 @@ async fn forward(
     state: &State,
 ) -> Result<Response<Body>, GatewayError> {
     let websocket = upgrade::websocket_request(&mut parts)?;
+    let grpc = crate::error::is_grpc(&parts.headers);
     let host = crate::router::request_authority(&parts)?.and_then(|a| HeaderValue::from_str(a.as_str()).ok());
     // `TE: trailers` is hop-by-hop, but gRPC needs it said again on the next hop.
     let wants_trailers = headers::connection_token_listed(&parts.headers, header::TE, "trailers");
@@ -206,27 +208,24 @@ async fn forward(
         upgrade::restore_upgrade_headers(&mut parts.headers);
     }
 
-    let (authority, h2, tls) = match &target.route.upstream {
+    let h2 = match &target.route.upstream {
         Upstream::Echo => {
             let timeout = state.config.server.limits.request_body_timeout;
             return echo::respond(parts, &target.upstream_path_and_query, body, timeout).await;
         }
-        Upstream::Http { authority, h2, tls, .. } => (authority, *h2, tls.is_some()),
+        Upstream::Http { h2, tls, .. } => {
+            // TLS: the version is ALPN's to choose.
+            parts.version = if *h2 { Version::HTTP_2 } else { Version::HTTP_11 };
+            if (*h2 || tls.is_some()) && wants_trailers {
+                parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
+            }
+            *h2
+        }
         // A route for decisions only: nothing to forward to.
         Upstream::None => return Err(crate::router::RouteError::NoRoute.into()),
     };
-    parts.uri = Uri::builder()
-        .scheme(if tls { "https" } else { "http" })
-        .authority(authority.clone())
-        .path_and_query(target.upstream_path_and_query.as_str())
-        .build()
-        .map_err(|_| GatewayError::BadRequest("request target cannot be forwarded"))?;
-    parts.version = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
     if let Some(host) = host {
         parts.headers.insert(header::HOST, host);
-    }
-    if (h2 || tls) && wants_trailers {
-        parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
 
     let limit = target.route.max_body_bytes;
@@ -238,12 +237,7 @@ async fn forward(
     let body_timeout = if h2 { std::time::Duration::ZERO } else { target.route.body_timeout };
     let (body, fault) = body::guarded(body, limit, body_timeout);
     let asked = Instant::now();
-    let via = match (tls, h2) {
-        (true, _) => crate::upstream::Via::Tls(target.index),
-        (false, true) => crate::upstream::Via::H2c,
-        (false, false) => crate::upstream::Via::Http1,
-    };
-    let sent = state.upstream.send(Request::from_parts(parts, body), via).await;
+    let sent = state.upstream.send(target.index, parts, &target.upstream_path_and_query, body, &state.metrics).await;
     // A failed exchange whose request body stopped early failed on the client's side.
     if sent.is_err() {
         match fault.get() {
@@ -253,24 +247,38 @@ async fn forward(
             None => {}
         }
     }
-    let mut response = sent?;
+    let crate::upstream::Exchange { mut response, lease } = sent?;
     state.metrics.upstream_duration.observe(asked.elapsed().as_secs_f64());
+    let caller = authorized.identity().map(|id| lifetime::Caller {
+        jti: id.jti.clone(),
+        sub: id.sub.clone(),
+        issued_at: id.issued_at,
+        expires_at: id.expires_at,
+        session: id.session().map(str::to_owned),
+        stores: state.stores.clone(),
+    });
     if let Some(websocket) = websocket {
-        let caller = authorized.identity().map(|id| upgrade::Caller {
-            jti: id.jti.clone(),
-            sub: id.sub.clone(),
-            issued_at: id.issued_at,
-            expires_at: id.expires_at,
-            session: id.session().map(str::to_owned),
-            stores: state.stores.clone(),
-        });
         if let Some(switched) = upgrade::splice(websocket, &mut response, caller)? {
             return Ok(switched);
         }
+        return Ok(plain(response, lease));
     }
+    match caller {
+        // A gRPC call (a stream, perhaps for hours) ends with its token.
+        Some(caller) if grpc => {
+            let response = plain(response, lease);
+            Ok(response.map(|body| lifetime::grpc_bounded(body, caller)))
+        }
+        _ => Ok(plain(response, lease)),
+    }
+}
+
+/// The upstream's response for the client: hop-by-hop headers out, the body
+/// streamed, holding its endpoint's slot until it ends.
+fn plain(response: Response<Incoming>, lease: crate::upstream::balance::Lease) -> Response<Body> {
     let (mut head, upstream_body) = response.into_parts();
     headers::remove_hop_by_hop(&mut head.headers);
-    Ok(Response::from_parts(head, body::stream(upstream_body)))
+    Response::from_parts(head, body::stream_holding(upstream_body, lease))
 }
 
 /// docs/headers.md, "Removed before forwarding" and "Set for the upstream", in the order that makes injection impossible.

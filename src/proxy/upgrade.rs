@@ -8,8 +8,6 @@
 //! Other upgrade tokens (`h2c`, ...) are not honoured: they are hop-by-hop
 //! and removed like any other.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::request::Parts;
@@ -25,18 +23,7 @@ use crate::upstream::UpstreamError;
 
 const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-/// How often an open tunnel looks its token up in the denylist copy (no network).
-const REVOCATION_CHECK: Duration = Duration::from_millis(500);
-
-/// Whose tunnel it is: it ends when their token expires or is revoked.
-pub struct Caller {
-    pub jti: String,
-    pub sub: String,
-    pub issued_at: u64,
-    pub expires_at: u64,
-    pub session: Option<String>,
-    pub stores: Option<std::sync::Arc<crate::store::Stores>>,
-}
+pub use super::lifetime::Caller;
 
 /// A client's WebSocket handshake, taken out of the request.
 pub struct WebSocketUpgrade {
@@ -81,7 +68,7 @@ fn expected_accept(key: &HeaderValue) -> String {
 
 /// Completes the handshake: `Ok(None)` when the upstream declined (any
 /// non-101 answer is passed on as a normal response and the client
-/// connection stays HTTP). `expires_at` (seconds since the epoch) ends the tunnel.
+/// connection stays HTTP). The caller's token ending ends the tunnel (`lifetime`).
 pub fn splice(
     upgrade: WebSocketUpgrade,
     upstream: &mut Response<Incoming>,
@@ -98,10 +85,6 @@ pub fn splice(
         return Err(UpstreamError::BadUpgrade("wrong or missing Sec-WebSocket-Accept"));
     }
     let upstream_upgrade = hyper::upgrade::on(&mut *upstream);
-    let lifetime = caller.as_ref().map(|c| {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        Duration::from_secs(c.expires_at.saturating_sub(now))
-    });
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(upgrade.client, upstream_upgrade) {
             Ok(pair) => pair,
@@ -112,31 +95,15 @@ pub fn splice(
         };
         let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
         let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
-        let expiry = async {
-            match lifetime {
-                Some(limit) => tokio::time::sleep(limit).await,
+        let ended = async {
+            match caller {
+                Some(caller) => caller.ended().await,
                 None => std::future::pending().await,
-            }
-        };
-        let revoked = async {
-            let Some(c) = caller.as_ref().filter(|c| c.stores.is_some()) else {
-                return std::future::pending().await;
-            };
-            let mut every = tokio::time::interval(REVOCATION_CHECK);
-            loop {
-                every.tick().await;
-                if c.stores
-                    .as_ref()
-                    .is_some_and(|s| s.denylist.is_revoked(&c.jti, &c.sub, c.issued_at, c.session.as_deref()))
-                {
-                    return;
-                }
             }
         };
         tokio::select! {
             _ = copy => {}
-            () = expiry => tracing::info!("websocket closed: its token expired"),
-            () = revoked => tracing::info!("websocket closed: its token was revoked"),
+            why = ended => tracing::info!("websocket closed: {why}"),
         }
     });
     let mut response = Response::new(body::empty());

@@ -48,6 +48,20 @@ pub fn handle<B>(request: &Request<B>, health: &Health, state: &State) -> Respon
             let observed = crate::metrics::Observed {
                 jwks_ages: state.trusted.iter().map(|i| (i.config.name().to_owned(), i.keys_age())).collect(),
                 denylist: store.map(|s| (s.denylist.len(), s.denylist.staleness())),
+                upstreams: state
+                    .upstream
+                    .backends()
+                    .iter()
+                    .map(|b| {
+                        let health = b.endpoints.health();
+                        crate::metrics::UpstreamObserved {
+                            upstream: b.label.clone(),
+                            healthy: health.healthy,
+                            ejected: health.ejected,
+                            in_flight: health.in_flight,
+                        }
+                    })
+                    .collect(),
             };
             let mut response = Response::new(body::full(state.metrics.render(&observed)));
             response.headers_mut().insert(

@@ -2,8 +2,11 @@
 through generic handlers) for tests/grpc.rs.
 
     python grpc_echo.py serve PORT      serves test.Echo on 127.0.0.1:PORT; prints "ready"
-    python grpc_echo.py call TARGET METHOD TOKEN|- unary|bidi
-        prints {"code": "OK"|"UNAUTHENTICATED"|..., "details": ..., "replies": [...]}
+    python grpc_echo.py call TARGET METHOD TOKEN|- unary|bidi|long
+        prints {"code": "OK"|"UNAUTHENTICATED"|..., "details": ..., "replies": [...], "seconds": ...}
+        (long: a bidi stream sending a message every 100 ms for up to 20 s)
+    python grpc_echo.py load TARGET TOKEN SECONDS
+        unary calls back to back on one channel for SECONDS; prints {"calls": N, "seconds": S}
 
 Each reply is "<x-auth-user>|<x-auth-roles>|<request>": what the service saw."""
 import json
@@ -45,22 +48,47 @@ def call(target, method, token, mode):
     # A spoofed identity rides along: the service must see ours instead.
     metadata = [("x-auth-user", "mallory")] + ([] if token == "-" else [("authorization", f"Bearer {token}")])
     out = {"code": "OK", "details": "", "replies": []}
+    started = time.monotonic()
     with grpc.insecure_channel(target) as channel:
         try:
             if mode == "unary":
                 stub = channel.unary_unary(f"/test.Echo/{method}")
                 out["replies"] = [stub(b"hello", metadata=metadata, timeout=10).decode()]
-            else:
+            elif mode == "bidi":
                 stub = channel.stream_stream(f"/test.Echo/{method}")
                 replies = stub(iter([b"one", b"two", b"three"]), metadata=metadata, timeout=10)
                 out["replies"] = [r.decode() for r in replies]
+            else:
+                def paced():
+                    for i in range(200):
+                        yield str(i).encode()
+                        time.sleep(0.1)
+
+                stub = channel.stream_stream(f"/test.Echo/{method}")
+                for reply in stub(paced(), metadata=metadata, timeout=30):
+                    out["replies"].append(reply.decode())
         except grpc.RpcError as e:
             out["code"], out["details"] = e.code().name, e.details()
+    out["seconds"] = time.monotonic() - started
     print(json.dumps(out))
+
+
+def load(target, token, seconds):
+    metadata = [] if token == "-" else [("authorization", f"Bearer {token}")]
+    with grpc.insecure_channel(target) as channel:
+        stub = channel.unary_unary("/test.Echo/Unary")
+        stub(b"warm-up", metadata=metadata, timeout=10)
+        calls, started = 0, time.monotonic()
+        while time.monotonic() - started < float(seconds):
+            stub(b"x", metadata=metadata, timeout=10)
+            calls += 1
+        print(json.dumps({"calls": calls, "seconds": time.monotonic() - started}))
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(int(sys.argv[2]))
+    elif sys.argv[1] == "load":
+        load(*sys.argv[2:5])
     else:
         call(*sys.argv[2:6])

@@ -88,6 +88,21 @@ impl TestGateway {
     }
 }
 
+/// The tests' short timeouts, each replaced by the same key in `extra`.
+fn limits(extra: &str) -> String {
+    let base = [
+        ("upstream_connect_timeout", "\"500ms\""),
+        ("upstream_timeout", "\"1s\""),
+        ("header_read_timeout", "\"2s\""),
+        ("tls_handshake_timeout", "\"1s\""),
+        ("shutdown_grace", "\"3s\""),
+    ];
+    let given = |key: &str| extra.lines().any(|l| l.split('=').next().is_some_and(|k| k.trim() == key));
+    let mut text: String = base.iter().filter(|(k, _)| !given(k)).map(|(k, v)| format!("{k} = {v}\n")).collect();
+    text.push_str(extra);
+    text
+}
+
 pub fn config_text(dir: &TempDir, rest: &str, options: &Options) -> String {
     let https = if options.tls { "https = \"127.0.0.1:0\"\n" } else { "" };
     let tls = if options.tls { "[server.tls]\nself_signed = true\n" } else { "" };
@@ -102,11 +117,6 @@ http = "127.0.0.1:0"
 admin = "127.0.0.1:0"
 {https}{server}
 [server.limits]
-upstream_connect_timeout = "500ms"
-upstream_timeout = "1s"
-header_read_timeout = "2s"
-tls_handshake_timeout = "1s"
-shutdown_grace = "3s"
 {limits}
 {tls}
 [tokens]
@@ -123,7 +133,7 @@ signing_key = "es256"
 "#,
         store = options.store,
         server = options.server,
-        limits = options.limits,
+        limits = limits(&options.limits),
         keys = tokens::keys_toml(dir.path()),
         tokens = options.tokens,
         leeway = options.leeway.unwrap_or("30s"),

@@ -35,6 +35,22 @@ impl GatewayProcess {
         Self::launch(dir, name, config, None, env).await
     }
 
+    /// Like `start_logged`, run through `wrap` (a command that ends by
+    /// executing its arguments, e.g. `unshare ... sh -c '...; exec "$@"'`).
+    pub async fn start_wrapped(
+        dir: &Path,
+        name: &str,
+        config: &str,
+        log: Option<&Path>,
+        wrap: &[&str],
+    ) -> GatewayProcess {
+        let (http, admin) = (free_port(), free_port());
+        let text =
+            config.replace("{HTTP}", &format!("127.0.0.1:{http}")).replace("{ADMIN}", &format!("127.0.0.1:{admin}"));
+        std::fs::write(dir.join(name), text).expect("write config");
+        Self::run_wrapped(dir, name, (http, admin), log, &[], wrap).await
+    }
+
     async fn launch(dir: &Path, name: &str, config: &str, log: Option<&Path>, env: &[(&str, &str)]) -> GatewayProcess {
         let (http, admin) = (free_port(), free_port());
         let text =
@@ -52,11 +68,27 @@ impl GatewayProcess {
         log: Option<&Path>,
         env: &[(&str, &str)],
     ) -> GatewayProcess {
+        Self::run_wrapped(dir, name, (http, admin), log, env, &[]).await
+    }
+
+    async fn run_wrapped(
+        dir: &Path,
+        name: &str,
+        (http, admin): (u16, u16),
+        log: Option<&Path>,
+        env: &[(&str, &str)],
+        wrap: &[&str],
+    ) -> GatewayProcess {
         let stderr = match log {
             Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
             None => Stdio::null(),
         };
-        let child = Command::new(BIN)
+        let (program, wrapped) = match wrap.split_first() {
+            Some((first, rest)) => (*first, [rest, &[BIN]].concat()),
+            None => (BIN, Vec::new()),
+        };
+        let child = Command::new(program)
+            .args(wrapped)
             .args(["--config", name, "--log-format", "json"])
             .current_dir(dir)
             .env("RUST_LOG", if log.is_some() { "info" } else { "warn" })

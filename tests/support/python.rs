@@ -36,39 +36,64 @@ pub fn tool(tool: &str, test: &str) -> Option<PathBuf> {
 /// A WSGI app under gunicorn (with `args`), stopped when dropped.
 pub struct Wsgi {
     pub addr: SocketAddr,
-    child: Child,
-    _dir: tempfile::TempDir,
+    child: Option<Child>,
+    gunicorn: PathBuf,
+    args: Vec<String>,
+    dir: tempfile::TempDir,
 }
 
 impl Wsgi {
     /// Writes `source` as `app.py` and serves its `app` with gunicorn; `None`: skipped.
     pub fn gunicorn(source: &str, args: &[&str], test: &str) -> Option<Wsgi> {
+        Self::gunicorn_at(SocketAddr::from(([127, 0, 0, 1], super::process::free_port())), source, args, test)
+    }
+
+    /// Like `gunicorn`, on `addr` (any loopback address).
+    pub fn gunicorn_at(addr: SocketAddr, source: &str, args: &[&str], test: &str) -> Option<Wsgi> {
         let gunicorn = tool("gunicorn", test)?;
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("app.py"), source).expect("write app.py");
-        let port = super::process::free_port();
-        let child = Command::new(gunicorn)
-            .args(["--bind", &format!("127.0.0.1:{port}"), "--workers", "1", "--threads", "4"])
-            .args(args)
+        let args = args.iter().map(|a| (*a).to_owned()).collect();
+        let mut wsgi = Wsgi { addr, child: None, gunicorn, args, dir };
+        wsgi.restart();
+        Some(wsgi)
+    }
+
+    /// Kills gunicorn at once, master and workers (SIGKILL to its process
+    /// group: its connections reset, nothing drains).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts gunicorn (again) on the same address and waits until it listens.
+    pub fn restart(&mut self) {
+        use std::os::unix::process::CommandExt;
+        self.kill();
+        let child = Command::new(&self.gunicorn)
+            .process_group(0)
+            .args(["--bind", &self.addr.to_string(), "--workers", "1", "--threads", "4"])
+            .args(&self.args)
             .arg("app:app")
-            .current_dir(dir.path())
+            .current_dir(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start gunicorn");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(addr).is_err() {
+        while std::net::TcpStream::connect(self.addr).is_err() {
             assert!(Instant::now() < deadline, "gunicorn did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(Wsgi { addr, child, _dir: dir })
     }
 }
 
 impl Drop for Wsgi {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }

@@ -106,7 +106,7 @@ pub(super) fn route(
         None => Upstream::None,
     };
     match (&mut upstream, &raw.upstream_tls) {
-        (Upstream::Http { tls: Some(tls), .. }, Some(t)) => *tls = upstream_tls(c, t)?,
+        (Upstream::Http { tls: Some(tls), endpoints, .. }, Some(t)) => *tls = upstream_tls(c, t, endpoints)?,
         (_, Some(t)) => {
             c.error(t.span(), "[route.upstream_tls] goes with an https:// upstream");
             return None;
@@ -223,38 +223,62 @@ pub(super) fn cors(c: &mut Checker<'_>, raw: &S<super::raw::RawCors>) -> Option<
     })
 }
 
-pub(super) fn upstream(c: &mut Checker<'_>, s: &S<String>) -> Option<Upstream> {
-    let text = s.get_ref();
-    if text == "builtin:echo" {
-        return Some(Upstream::Echo);
-    }
-    let uri = match http::Uri::from_str(text) {
-        Ok(u) => u,
-        Err(_) => {
-            c.error(s.span(), "`upstream` must be an http:// URL or builtin:echo");
+/// `upstream = "URL"` or a list of URLs (endpoints of one upstream: one
+/// scheme, one base path), or `builtin:echo`.
+pub(super) fn upstream(c: &mut Checker<'_>, s: &S<OneOrMany>) -> Option<Upstream> {
+    let texts = match s.get_ref() {
+        OneOrMany::One(text) if text == "builtin:echo" => return Some(Upstream::Echo),
+        OneOrMany::One(text) => std::slice::from_ref(text),
+        OneOrMany::Many(list) if list.is_empty() => {
+            c.error(s.span(), "`upstream` lists no endpoint");
             return None;
         }
+        OneOrMany::Many(list) => list.as_slice(),
     };
-    match (uri.scheme_str(), uri.authority()) {
-        (Some(scheme @ ("http" | "h2c" | "https")), Some(authority))
-            if uri.query().is_none() && !authority.as_str().contains('@') =>
-        {
-            let base_path = uri.path().trim_end_matches('/').to_owned();
-            let tls =
-                (scheme == "https").then_some(UpstreamTls { ca_file: None, server_name: None, client_cert: None });
-            Some(Upstream::Http { authority: authority.clone(), base_path, h2: scheme == "h2c", tls })
-        }
-        _ => {
+    let mut endpoints: Vec<http::uri::Authority> = Vec::new();
+    let mut first: Option<(String, String)> = None;
+    for text in texts {
+        let parsed = http::Uri::from_str(text).ok().and_then(|uri| match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme @ ("http" | "h2c" | "https")), Some(authority))
+                if uri.query().is_none() && !authority.as_str().contains('@') && authority.port_u16() != Some(0) =>
+            {
+                Some((scheme.to_owned(), authority.clone(), uri.path().trim_end_matches('/').to_owned()))
+            }
+            _ => None,
+        });
+        let Some((scheme, authority, base_path)) = parsed else {
             c.error(
                 s.span(),
-                "`upstream` must be http://, https:// or h2c://HOST[:PORT][/BASE] (no credentials, no query) or builtin:echo",
+                format!(
+                    "`{text}`: an upstream must be http://, https:// or h2c://HOST[:PORT][/BASE] (no credentials, no query) or builtin:echo"
+                ),
             );
-            None
+            return None;
+        };
+        match &first {
+            None => first = Some((scheme, base_path)),
+            Some(f) if *f != (scheme.clone(), base_path.clone()) => {
+                c.error(s.span(), "the endpoints of one upstream share one scheme and one base path");
+                return None;
+            }
+            Some(_) => {}
         }
+        if endpoints.contains(&authority) {
+            c.error(s.span(), format!("endpoint `{authority}` is listed twice"));
+            return None;
+        }
+        endpoints.push(authority);
     }
+    let (scheme, base_path) = first?;
+    let tls = (scheme == "https").then(UpstreamTls::default);
+    Some(Upstream::Http { endpoints, base_path, h2: scheme == "h2c", tls })
 }
 
-fn upstream_tls(c: &mut Checker<'_>, t: &S<super::raw::RawUpstreamTls>) -> Option<UpstreamTls> {
+fn upstream_tls(
+    c: &mut Checker<'_>,
+    t: &S<super::raw::RawUpstreamTls>,
+    endpoints: &[http::uri::Authority],
+) -> Option<UpstreamTls> {
     let r = t.get_ref();
     let client_cert = match (&r.client_cert_file, &r.client_key_file) {
         (Some(cert), Some(key)) => Some((c.path(cert), c.path(key))),
@@ -271,7 +295,33 @@ fn upstream_tls(c: &mut Checker<'_>, t: &S<super::raw::RawUpstreamTls>) -> Optio
         }
         other => other.as_ref().map(|n| n.get_ref().clone()),
     };
-    Some(UpstreamTls { ca_file: r.ca_file.as_ref().map(|p| c.path(p)), server_name, client_cert })
+    let insecure_skip_verify = match &r.insecure_skip_verify {
+        Some(skip) if *skip.get_ref() => {
+            if !endpoints.iter().all(|a| is_loopback(a.host())) {
+                c.error(
+                    skip.span(),
+                    "`insecure_skip_verify` is only for loopback endpoints (127.0.0.1, ::1, localhost): anywhere else, give `ca_file`",
+                );
+                return None;
+            }
+            if r.ca_file.is_some() || r.server_name.is_some() {
+                c.error(
+                    skip.span(),
+                    "`insecure_skip_verify` checks nothing: `ca_file` and `server_name` would be ignored",
+                );
+                return None;
+            }
+            true
+        }
+        _ => false,
+    };
+    Some(UpstreamTls { ca_file: r.ca_file.as_ref().map(|p| c.path(p)), server_name, client_cert, insecure_skip_verify })
+}
+
+/// `127.0.0.0/8`, `::1` or `localhost`: the only hosts a certificate may go unchecked for.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

@@ -67,6 +67,8 @@ pub(super) fn limits(c: &mut Checker<'_>, raw: Option<&RawLimits>) -> Limits {
     let max_headers = bounded(&raw.max_headers, "max_headers", 8, 10_000, d.max_headers);
     let max_connections = bounded(&raw.max_connections, "max_connections", 1, 1_000_000, d.max_connections);
     let h2_streams = bounded(&raw.h2_max_concurrent_streams, "h2_max_concurrent_streams", 1, 10_000, 100);
+    let upstream_max_connections =
+        bounded(&raw.upstream_max_connections, "upstream_max_connections", 1, 1_000_000, d.upstream_max_connections);
     Limits {
         max_header_bytes,
         max_headers,
@@ -80,6 +82,16 @@ pub(super) fn limits(c: &mut Checker<'_>, raw: Option<&RawLimits>) -> Limits {
         request_body_timeout: c.duration(&raw.request_body_timeout, d.request_body_timeout),
         idle_timeout: c.duration(&raw.idle_timeout, d.idle_timeout),
         h2_max_concurrent_streams: u32::try_from(h2_streams).unwrap_or(100),
+        upstream_max_connections,
+        upstream_resolve_interval: match c.duration(&raw.upstream_resolve_interval, d.upstream_resolve_interval) {
+            zero if zero.is_zero() => {
+                if let Some(s) = &raw.upstream_resolve_interval {
+                    c.error(s.span(), "`upstream_resolve_interval` must be longer than 0s");
+                }
+                d.upstream_resolve_interval
+            }
+            interval => interval,
+        },
     }
 }
 
