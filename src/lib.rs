@@ -22,6 +22,7 @@
 pub mod auth;
 pub mod authz;
 pub mod body;
+pub mod client_tls;
 pub mod config;
 pub mod decide;
 pub mod downstream;

@@ -291,7 +291,7 @@ fn usable_keys(set: &JwkSet) -> HashMap<String, (Algorithm, DecodingKey)> {
 }
 
 fn client_tls(config: &TrustedIssuer) -> Result<rustls::ClientConfig, String> {
-    crate::tls::client_config(config.ca_file.as_deref(), None, false)
+    crate::client_tls::client_config(config.ca_file.as_deref(), None, false)
 }
 
 /// One GET, HTTP/1.1, body capped; returns the body and `Cache-Control: max-age`.

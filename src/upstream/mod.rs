@@ -401,7 +401,7 @@ fn tls_client(
     endpoints: Arc<Endpoints>,
 ) -> Result<Client<HttpsConnector<HttpConnector>, Body>, String> {
     let client_cert = tls.client_cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
-    let config = crate::tls::client_config(tls.ca_file.as_deref(), client_cert, tls.insecure_skip_verify)?;
+    let config = crate::client_tls::client_config(tls.ca_file.as_deref(), client_cert, tls.insecure_skip_verify)?;
     let fixed = match &tls.server_name {
         Some(name) => Some(rustls::pki_types::ServerName::try_from(name.clone()).map_err(|e| e.to_string())?),
         None => None,

@@ -349,6 +349,40 @@ mod tests {
                 &["must be written normalized"],
             ),
         ];
+        let upstream = |u: &str| format!("[[route]]\npath = \"/x\"\nauth = \"none\"\nupstream = {u}\n");
+        let upstreams: Vec<(String, &[&str])> = vec![
+            (upstream("[\"http://a:1\", \"http://b:1\", \"http://10.0.0.5:8080\"]"), &[]),
+            (upstream("[\"https://a:1/v1\", \"https://b:1/v1\"]"), &[]),
+            (upstream("[]"), &["`upstream` lists no endpoint"]),
+            (upstream("[\"http://a:1\", \"h2c://b:1\"]"), &["share one scheme and one base path"]),
+            (upstream("[\"http://a:1/v1\", \"http://b:1/v2\"]"), &["share one scheme and one base path"]),
+            (upstream("[\"http://a:1\", \"http://a:1\"]"), &["endpoint `a:1` is listed twice"]),
+            (upstream("[\"http://a:1\", \"builtin:echo\"]"), &["`builtin:echo`: an upstream must be"]),
+            (upstream("\"ftp://a:1\""), &["`ftp://a:1`: an upstream must be"]),
+            (upstream("\"http://user:pw@a:1\""), &["no credentials"]),
+            (upstream("\"http://a:0\""), &["an upstream must be"]),
+        ];
+        for (rest, expected) in cases.iter().chain(&upstreams) {
+            check(rest, expected);
+        }
+    }
+
+    #[test]
+    fn upstream_tls_rules() {
+        let https = |u: &str, tls: &str| {
+            format!("[[route]]\npath = \"/x\"\nauth = \"none\"\nupstream = {u}\n[route.upstream_tls]\n{tls}")
+        };
+        let skip = "insecure_skip_verify = true\n";
+        let cases: Vec<(String, &[&str])> = vec![
+            (https("[\"https://127.0.0.1:1\", \"https://[::1]:2\", \"https://localhost:3\"]", skip), &[]),
+            (https("\"https://127.0.0.1:1\"", "insecure_skip_verify = false\n"), &[]),
+            (https("[\"https://127.0.0.1:1\", \"https://10.1.1.1:1\"]", skip), &["only for loopback endpoints"]),
+            (https("\"https://localhost.example:1\"", skip), &["only for loopback endpoints"]),
+            (https("\"https://127.0.0.1:1\"", "insecure_skip_verify = true\nserver_name = \"a\"\n"), &["ignored"]),
+            (https("\"https://a:1\"", "client_cert_file = \"c.pem\"\n"), &["go together"]),
+            (https("\"https://a:1\"", "server_name = \"not a name\"\n"), &["not a DNS name"]),
+            (https("\"http://a:1\"", "server_name = \"a\"\n"), &["goes with an https:// upstream"]),
+        ];
         for (rest, expected) in &cases {
             check(rest, expected);
         }

@@ -111,6 +111,13 @@ mod tests {
             ("[server]\nhttp = \"127.0.0.1:9\"\nadmin = \"127.0.0.1:9\"\n", &["already used by another listener"]),
             ("[server]\nhttp = \"127.0.0.1:0\"\nunderscore_headers = \"maybe\"\n", &["unknown `underscore_headers`"]),
             (
+                "[server]\nhttp = \"127.0.0.1:0\"\n[server.limits]\nupstream_max_connections = 0\nupstream_resolve_interval = \"0s\"\n",
+                &[
+                    "`upstream_max_connections` must be between 1 and",
+                    "`upstream_resolve_interval` must be longer than 0s",
+                ],
+            ),
+            (
                 "[server]\nhttp = \"127.0.0.1:0\"\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
                 &["is not an IP address or CIDR"],
             ),
