@@ -335,3 +335,21 @@ async fn a_full_endpoint_is_503_upstream_busy() {
     assert_eq!(get(&gw.url("/x"), &[]).await.status, 200, "the slot is free again");
     assert!(metric(&gw, "authgate_upstream_errors_total{").await >= 1.0);
 }
+
+/// `check` and `explain` print an upstream's scheme, every endpoint and its TLS settings.
+#[test]
+fn check_and_explain_show_every_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[server]\nhttp = \"127.0.0.1:0\"\n\
+                  [[route]]\npath = \"/api\"\nauth = \"none\"\nupstream = [\"http://10.0.0.5:8080/v1\", \"http://orders.svc:8080/v1\"]\n\
+                  [[route]]\npath = \"/local\"\nauth = \"none\"\nupstream = \"https://127.0.0.1:8443\"\n\
+                  [route.upstream_tls]\ninsecure_skip_verify = true\n";
+    std::fs::write(dir.path().join("g.toml"), config).unwrap();
+    let (ok, out, err) = support::process::cli(dir.path(), &["--config", "g.toml", "check"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("http://10.0.0.5:8080/v1, http://orders.svc:8080/v1"), "{out}");
+    assert!(out.contains("https://127.0.0.1:8443 (certificate NOT verified)"), "{out}");
+    let (ok, out, err) = support::process::cli(dir.path(), &["--config", "g.toml", "explain", "GET", "/api/x"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("http://10.0.0.5:8080/v1, http://orders.svc:8080/v1"), "{out}");
+}
