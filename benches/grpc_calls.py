@@ -43,9 +43,9 @@ def wait_port(port, what):
     sys.exit(f"{what} did not start")
 
 
-def load(target, token, seconds, cpu):
+def load(target, token, seconds, cpu, in_flight):
     out = subprocess.run(
-        ["taskset", "-c", cpu, sys.executable, ECHO, "load", target, token, str(seconds)],
+        ["taskset", "-c", cpu, sys.executable, ECHO, "load", target, token, str(seconds), str(in_flight)],
         check=True, capture_output=True, text=True,
     )
     result = json.loads(out.stdout)
@@ -56,6 +56,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=8)
+    ap.add_argument("--in-flight", type=int, default=1, help="calls outstanding at once on the one channel")
     ap.add_argument("--bin", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "authgate"))
     args = ap.parse_args()
     work = tempfile.mkdtemp()
@@ -91,8 +92,8 @@ roles = ["user"]
         wait_port(http_port, "the gateway")
         direct, through = [], []
         for _ in range(args.rounds):
-            direct.append(load(f"127.0.0.1:{service_port}", "-", args.seconds, "0"))
-            through.append(load(f"127.0.0.1:{http_port}", token, args.seconds, "0"))
+            direct.append(load(f"127.0.0.1:{service_port}", "-", args.seconds, "0", args.in_flight))
+            through.append(load(f"127.0.0.1:{http_port}", token, args.seconds, "0", args.in_flight))
         d, t = statistics.median(direct), statistics.median(through)
         print(json.dumps({
             "direct_calls_per_s": [round(x) for x in direct],

@@ -249,7 +249,8 @@ async fn forward(
     }
     let crate::upstream::Exchange { mut response, lease } = sent?;
     state.metrics.upstream_duration.observe(asked.elapsed().as_secs_f64());
-    let caller = authorized.identity().map(|id| lifetime::Caller {
+    // Only a stream that may outlive its token needs to know whose it is.
+    let caller = (websocket.is_some() || grpc).then(|| authorized.identity()).flatten().map(|id| lifetime::Caller {
         jti: id.jti.clone(),
         sub: id.sub.clone(),
         issued_at: id.issued_at,

@@ -294,7 +294,9 @@ where
     let state = shared.state.clone();
     let handler = move |request| {
         let state = state.load_full();
-        async move { crate::proxy::handle(request, downstream, &state).await }
+        // Boxed once here, the request's future is not copied again as hyper
+        // and the connection's wrappers move it (it is a few KiB).
+        Box::pin(async move { crate::proxy::handle(request, downstream, &state).await })
     };
     connection::serve(io, downstream.peer, handler, &shared.protocols, stop).await;
 }

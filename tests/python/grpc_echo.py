@@ -5,8 +5,9 @@ through generic handlers) for tests/grpc.rs.
     python grpc_echo.py call TARGET METHOD TOKEN|- unary|bidi|long
         prints {"code": "OK"|"UNAUTHENTICATED"|..., "details": ..., "replies": [...], "seconds": ...}
         (long: a bidi stream sending a message every 100 ms for up to 20 s)
-    python grpc_echo.py load TARGET TOKEN SECONDS
-        unary calls back to back on one channel for SECONDS; prints {"calls": N, "seconds": S}
+    python grpc_echo.py load TARGET TOKEN SECONDS [IN_FLIGHT]
+        unary calls on one channel for SECONDS, IN_FLIGHT (default 1) at a time;
+        prints {"calls": N, "seconds": S}
 
 Each reply is "<x-auth-user>|<x-auth-roles>|<request>": what the service saw."""
 import json
@@ -73,14 +74,20 @@ def call(target, method, token, mode):
     print(json.dumps(out))
 
 
-def load(target, token, seconds):
+def load(target, token, seconds, in_flight="1"):
     metadata = [] if token == "-" else [("authorization", f"Bearer {token}")]
     with grpc.insecure_channel(target) as channel:
         stub = channel.unary_unary("/test.Echo/Unary")
         stub(b"warm-up", metadata=metadata, timeout=10)
         calls, started = 0, time.monotonic()
+        window = []
         while time.monotonic() - started < float(seconds):
-            stub(b"x", metadata=metadata, timeout=10)
+            while len(window) < int(in_flight):
+                window.append(stub.future(b"x", metadata=metadata, timeout=10))
+            window.pop(0).result()
+            calls += 1
+        for call in window:
+            call.result()
             calls += 1
         print(json.dumps({"calls": calls, "seconds": time.monotonic() - started}))
 
@@ -89,6 +96,6 @@ if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(int(sys.argv[2]))
     elif sys.argv[1] == "load":
-        load(*sys.argv[2:5])
+        load(*sys.argv[2:6])
     else:
         call(*sys.argv[2:6])
