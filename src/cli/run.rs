@@ -10,18 +10,13 @@ use authgate::auth::keys::LoadMode;
 pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     // Everything is validated and loaded before any port is bound.
     let mut state = super::load_state(config_path, LoadMode::Run)?;
-    let workers = state.config.server.workers;
-    // One worker: a current-thread runtime (no work-stealing queues, no
-    // cross-thread wake-ups; docs/performance.md). Blocking work (password
-    // hashing, SQLite) still runs on the blocking pool either way.
-    let mut builder = if workers == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(workers);
-        builder
-    };
-    let runtime = builder.enable_all().build().context("cannot start the runtime")?;
+    // Thread per core: this thread is the first worker, on a current-thread
+    // runtime (no work-stealing queues, no cross-thread wake-ups); the
+    // others are started by `Gateway::start`, each with its own runtime and
+    // sockets (docs/performance.md). Blocking work (password hashing,
+    // SQLite) runs on the blocking pool.
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
     runtime.block_on(async move {
         let stores = authgate::store::Stores::start(&state.config, state.metrics.store_errors.clone())
             .await

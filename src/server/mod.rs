@@ -60,6 +60,8 @@ pub struct Addresses {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error("cannot start a worker thread")]
+    Worker(#[source] io::Error),
     #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
@@ -95,6 +97,8 @@ pub struct Gateway {
     /// The admin listener answers (readyz: 503 draining) until the very end.
     admin_stop: watch::Sender<bool>,
     admin: Option<tokio::task::JoinHandle<()>>,
+    /// Tells the other workers' threads that draining is over (their runtimes end).
+    finished: watch::Sender<bool>,
     grace: Duration,
 }
 
@@ -102,16 +106,17 @@ impl Gateway {
     /// Binds every configured listener (all or none) and starts serving.
     pub async fn start(state: State) -> Result<Gateway, ServerError> {
         let server = &state.config.server;
-        let bind = |addr: Option<SocketAddr>| async move {
+        let workers = server.workers.max(1);
+        let bind = |addr: Option<SocketAddr>, shared_port: bool| async move {
             match addr {
                 None => Ok(None),
-                Some(addr) => listen(addr).map(Some).map_err(|source| ServerError::Bind { addr, source }),
+                Some(addr) => listen(addr, shared_port).map(Some).map_err(|source| ServerError::Bind { addr, source }),
             }
         };
-        let http = bind(server.http).await?;
-        let https = bind(server.https).await?;
-        let admin = bind(server.admin).await?;
-        let grpc = bind(state.config.authz.grpc).await?;
+        let http = bind(server.http, workers > 1).await?;
+        let https = bind(server.https, workers > 1).await?;
+        let admin = bind(server.admin, false).await?;
+        let grpc = bind(state.config.authz.grpc, false).await?;
         let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
         let addresses =
             Addresses { http: local(&http), https: local(&https), admin: local(&admin), grpc: local(&grpc) };
@@ -128,6 +133,23 @@ impl Gateway {
         });
         let (stop, _) = watch::channel(false);
         let (admin_stop, _) = watch::channel(false);
+        let (finished, _) = watch::channel(false);
+        // Workers beyond this one: each a thread with its own runtime and
+        // its own sockets on the data addresses (all bound before any serves).
+        let data = [(addresses.http, Kind::Plain), (addresses.https, Kind::Tls)];
+        let mut extra = Vec::new();
+        for _ in 1..workers {
+            let mut sockets = Vec::new();
+            for (addr, kind) in data {
+                if let Some(addr) = addr {
+                    let socket = listen(addr, true)
+                        .and_then(TcpListener::into_std)
+                        .map_err(|source| ServerError::Bind { addr, source })?;
+                    sockets.push((socket, kind));
+                }
+            }
+            extra.push(sockets);
+        }
         let mut tasks = JoinSet::new();
         for (listener, kind) in [(http, Kind::Plain), (https, Kind::Tls), (grpc, Kind::Grpc)] {
             if let Some(listener) = listener {
@@ -147,8 +169,18 @@ impl Gateway {
                 tracing::info!(listener = name, %addr, "listening");
             }
         }
+        for (index, sockets) in extra.into_iter().enumerate() {
+            let (shared, stop, finished) = (shared.clone(), stop.subscribe(), finished.subscribe());
+            std::thread::Builder::new()
+                .name(format!("authgate-worker-{}", index + 1))
+                .spawn(move || worker(sockets, shared, stop, finished))
+                .map_err(|source| ServerError::Bind {
+                    addr: addresses.http.or(addresses.https).unwrap_or(([0, 0, 0, 0], 0).into()),
+                    source,
+                })?;
+        }
         health.ready.store(true, Ordering::Release);
-        Ok(Gateway { addresses, health, state, stop, tasks, admin_stop, admin, grace: limits.shutdown_grace })
+        Ok(Gateway { addresses, health, state, stop, tasks, admin_stop, admin, finished, grace: limits.shutdown_grace })
     }
 
     /// Drains: readiness goes false, listeners close, open connections finish
@@ -163,6 +195,7 @@ impl Gateway {
         if !drained {
             tracing::warn!(grace = ?self.grace, "connections still open after shutdown_grace; closing them");
         }
+        let _ = self.finished.send(true);
         let _ = self.admin_stop.send(true);
         if let Some(admin) = self.admin.take() {
             let _ = tokio::time::timeout(Duration::from_secs(1), admin).await;
@@ -173,12 +206,48 @@ impl Gateway {
 
 /// A listening socket with a backlog of 4,096 (tokio's default is 1,024):
 /// a burst of connects waits in the kernel's queue instead of being
-/// dropped while the accept loop catches up.
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+/// dropped while the accept loop catches up. `shared_port`: one of several
+/// workers' sockets on the address (`SO_REUSEPORT`: the kernel spreads new
+/// connections between them).
+fn listen(addr: SocketAddr, shared_port: bool) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
+    if shared_port {
+        socket.set_reuseport(true)?;
+    }
     socket.bind(addr)?;
     socket.listen(4096)
+}
+
+/// Another worker (thread per core): a current-thread runtime accepting on
+/// its own sockets and serving those connections to the end, sharing the
+/// state, the connection cap and the metrics with the others. It ends when
+/// the gateway's drain is over.
+fn worker(
+    sockets: Vec<(std::net::TcpListener, Kind)>,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    mut finished: watch::Receiver<bool>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return tracing::error!(error = %e, "a worker's runtime did not start"),
+    };
+    runtime.block_on(async move {
+        let mut accepting = JoinSet::new();
+        for (socket, kind) in sockets {
+            match TcpListener::from_std(socket) {
+                Ok(listener) => {
+                    accepting.spawn(accept_loop(listener, kind, shared.clone(), stop.clone()));
+                }
+                Err(e) => tracing::error!(error = %e, "a worker could not take its socket"),
+            }
+        }
+        drop(stop);
+        while accepting.join_next().await.is_some() {}
+        // Its connections drain on this runtime until the gateway says it is over.
+        let _ = finished.wait_for(|over| *over).await;
+    });
 }
 
 async fn accept_loop(listener: TcpListener, kind: Kind, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
