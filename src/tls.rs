@@ -61,6 +61,11 @@ fn server_config_for((certs, key): Pair) -> Result<TlsAcceptor, String> {
         .map_err(|e| format!("certificate and key do not form a usable pair: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.max_early_data_size = 0;
+    // Resumption without server state: a returning client skips the
+    // certificate signature and key exchange. Ticket keys are random per
+    // process and rotated every 6 hours (rustls' aws-lc ticketer).
+    config.ticketer =
+        rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| format!("cannot set up session tickets: {e}"))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

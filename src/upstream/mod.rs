@@ -63,13 +63,37 @@ impl UpstreamError {
     }
 }
 
-/// How one upstream is reached.
+/// How one upstream is reached: the connector each worker's pool is built on.
 #[derive(Clone)]
 enum Transport {
-    Http1(Client<HttpConnector, Body>),
-    H2c(Client<HttpConnector, Body>),
-    /// Its own CA, server name, client certificate and pool.
+    Http1(HttpConnector),
+    H2c(HttpConnector),
+    /// Its own CA, server name and client certificate.
+    Tls(HttpsConnector<HttpConnector>),
+}
+
+/// One worker's pool for one upstream.
+enum Pool {
+    Plain(Client<HttpConnector, Body>),
     Tls(Client<HttpsConnector<HttpConnector>, Body>),
+}
+
+impl Pool {
+    fn request(&self, request: Request<Body>) -> hyper_util::client::legacy::ResponseFuture {
+        match self {
+            Pool::Plain(client) => client.request(request),
+            Pool::Tls(client) => client.request(request),
+        }
+    }
+}
+
+thread_local! {
+    /// This worker's pools, one per upstream (thread per core): a pooled
+    /// connection's task runs on the worker that opened it, so a request
+    /// never wakes another thread. The `Weak` keeps a dropped backend's
+    /// address from being reused while its entry is here; entries of
+    /// backends gone with a reload are dropped at the next miss.
+    static POOLS: std::cell::RefCell<Vec<(std::sync::Weak<Backend>, Pool)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// One upstream: its endpoints and how they are reached. Routes with the
@@ -79,6 +103,8 @@ pub struct Backend {
     /// The upstream as written (without base path): the metrics' label.
     pub label: String,
     transport: Transport,
+    /// Idle connections kept per endpoint (`upstream_max_connections`).
+    idle_per_endpoint: usize,
     pub endpoints: Arc<Endpoints>,
     handles: OnceLock<UpstreamHandles>,
 }
@@ -105,8 +131,6 @@ impl Upstreams {
     /// config problem at load, not a 502 later: `Err` names the route.
     pub fn new(routes: &[Route], limits: &Limits) -> Result<Upstreams, Vec<(usize, String)>> {
         let connector = tcp_connector(limits, true);
-        let http1 = client_builder(limits).build(connector.clone());
-        let h2c = client_builder(limits).http2_only(true).build(connector);
         let mut backends: Vec<Arc<Backend>> = Vec::new();
         let mut keys: Vec<(&[http::uri::Authority], bool, Option<&UpstreamTls>)> = Vec::new();
         let mut by_route = Vec::with_capacity(routes.len());
@@ -124,23 +148,30 @@ impl Upstreams {
             let default_port = if tls.is_some() { 443 } else { 80 };
             let endpoints = Arc::new(Endpoints::new(written.clone(), default_port, limits.upstream_max_connections));
             let transport = match (tls, h2) {
-                (Some(tls), _) => match tls_client(tls, limits, endpoints.clone()) {
-                    Ok(client) => Transport::Tls(client),
+                (Some(tls), _) => match tls_connector(tls, limits, endpoints.clone()) {
+                    Ok(connector) => Transport::Tls(connector),
                     Err(message) => {
                         errors.push((index, message));
                         by_route.push(None);
                         continue;
                     }
                 },
-                (None, true) => Transport::H2c(h2c.clone()),
-                (None, false) => Transport::Http1(http1.clone()),
+                (None, true) => Transport::H2c(connector.clone()),
+                (None, false) => Transport::Http1(connector.clone()),
             };
             if tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
                 tracing::warn!(route = route.path, "upstream certificates are NOT verified (insecure_skip_verify)");
             }
             let label = route.upstream.to_string();
             let label = label.split(" (").next().unwrap_or_default().to_owned();
-            backends.push(Arc::new(Backend { label, transport, endpoints, handles: OnceLock::new() }));
+            let idle_per_endpoint = limits.upstream_max_connections;
+            backends.push(Arc::new(Backend {
+                label,
+                transport,
+                idle_per_endpoint,
+                endpoints,
+                handles: OnceLock::new(),
+            }));
             keys.push(key);
             by_route.push(Some(backends.len() - 1));
         }
@@ -214,7 +245,7 @@ impl Upstreams {
             handles.requests.inc();
             let failure = match Endpoints::lease(&endpoint, self.connect_timeout).await {
                 None => Failure { error: UpstreamError::Busy, nothing_sent: true, eject: false },
-                Some(lease) => match self.exchange(&backend.transport, attempt).await {
+                Some(lease) => match self.exchange(backend, attempt).await {
                     Ok(response) => {
                         if endpoints.succeeded(&endpoint) {
                             tracing::info!(upstream = backend.label, endpoint = %endpoint.authority, "upstream endpoint back in");
@@ -249,11 +280,8 @@ impl Upstreams {
         }
     }
 
-    async fn exchange(&self, transport: &Transport, request: Request<Body>) -> Result<Response<Incoming>, Failure> {
-        let sent = match transport {
-            Transport::Http1(client) | Transport::H2c(client) => client.request(request),
-            Transport::Tls(client) => client.request(request),
-        };
+    async fn exchange(&self, backend: &Arc<Backend>, request: Request<Body>) -> Result<Response<Incoming>, Failure> {
+        let sent = backend.request(request);
         match tokio::time::timeout(self.response_timeout, sent).await {
             Err(_) => Err(Failure {
                 error: UpstreamError::Timeout("no response headers within upstream_timeout"),
@@ -278,6 +306,26 @@ impl Upstreams {
 }
 
 impl Backend {
+    /// Starts the request on this worker's pool for this upstream (made on first use).
+    fn request(self: &Arc<Backend>, request: Request<Body>) -> hyper_util::client::legacy::ResponseFuture {
+        POOLS.with_borrow_mut(|pools| {
+            let mine = |entry: &&(std::sync::Weak<Backend>, Pool)| std::ptr::eq(entry.0.as_ptr(), Arc::as_ptr(self));
+            if let Some((_, pool)) = pools.iter().find(mine) {
+                return pool.request(request);
+            }
+            pools.retain(|(backend, _)| backend.strong_count() > 0);
+            let builder = client_builder(self.idle_per_endpoint);
+            let pool = match &self.transport {
+                Transport::Http1(connector) => Pool::Plain(builder.build(connector.clone())),
+                Transport::H2c(connector) => Pool::Plain(builder.clone().http2_only(true).build(connector.clone())),
+                Transport::Tls(connector) => Pool::Tls(builder.build(connector.clone())),
+            };
+            let sent = pool.request(request);
+            pools.push((Arc::downgrade(self), pool));
+            sent
+        })
+    }
+
     fn uri(&self, endpoint: &Endpoint, path_and_query: &str) -> Result<Uri, UpstreamError> {
         let scheme = if matches!(self.transport, Transport::Tls(_)) { "https" } else { "http" };
         Uri::builder()
@@ -392,14 +440,14 @@ impl hyper::body::Body for Held {
     }
 }
 
-/// The TLS client of one `https://` upstream: its CA or none checked, its
+/// The TLS connector of one `https://` upstream: its CA or none checked, its
 /// client certificate, and the server name: `server_name`, else the host as
 /// written for the endpoint an address came from (not the address).
-fn tls_client(
+fn tls_connector(
     tls: &UpstreamTls,
     limits: &Limits,
     endpoints: Arc<Endpoints>,
-) -> Result<Client<HttpsConnector<HttpConnector>, Body>, String> {
+) -> Result<HttpsConnector<HttpConnector>, String> {
     let client_cert = tls.client_cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
     let config = crate::client_tls::client_config(tls.ca_file.as_deref(), client_cert, tls.insecure_skip_verify)?;
     let fixed = match &tls.server_name {
@@ -414,13 +462,12 @@ fn tls_client(
         let host = endpoints.written_host(authority.as_str()).unwrap_or_else(|| authority.host().to_owned());
         Ok(rustls::pki_types::ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_owned())?)
     };
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_only()
         .with_server_name_resolver(resolver)
         .enable_all_versions()
-        .wrap_connector(tcp_connector(limits, false));
-    Ok(client_builder(limits).build(connector))
+        .wrap_connector(tcp_connector(limits, false)))
 }
 
 /// The TCP side of every upstream connection: the connect timeout, no Nagle;
@@ -436,13 +483,13 @@ fn tcp_connector(limits: &Limits, plain_only: bool) -> HttpConnector {
 /// Every upstream client's pool: tokio timers, idle connections kept a
 /// minute (at most `upstream_max_connections` per endpoint), and `Host`
 /// left as the gateway set it.
-fn client_builder(limits: &Limits) -> hyper_util::client::legacy::Builder {
+fn client_builder(idle_per_endpoint: usize) -> hyper_util::client::legacy::Builder {
     let mut builder = Client::builder(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(limits.upstream_max_connections)
+        .pool_max_idle_per_host(idle_per_endpoint)
         .set_host(false);
     builder
 }
