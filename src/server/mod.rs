@@ -1,6 +1,8 @@
 //! Listeners: accepting connections and serving HTTP on them.
 //!
-//! Owns the listeners (plain, TLS, admin, and `[authz] grpc`), the accept loop (a
+//! Owns the listeners (plain, TLS, admin, and `[authz] grpc`), the workers
+//! (thread per core: each a current-thread runtime with its own
+//! `SO_REUSEPORT` sockets on the data addresses), the accept loop (a
 //! connection cap, backoff on accept errors such as EMFILE), one task per
 //! connection (the TLS handshake runs inside it, under a timeout, so a slow
 //! client never stalls the accept loop), and the drain on shutdown. One

@@ -1,9 +1,10 @@
 //! The clients to upstreams: which endpoint, over which transport, within
 //! which timeouts, and when a failed attempt is tried again elsewhere.
 //!
-//! Owns connection reuse (hyper-util's pools, one per endpoint address), the
-//! transports (`http://` HTTP/1.1, `h2c://` HTTP/2 with prior knowledge,
-//! `https://` TLS with HTTP/1.1 or HTTP/2 by ALPN), the connect timeout
+//! Owns connection reuse (hyper-util's pools: one per upstream on each
+//! worker thread, keyed inside by endpoint address), the transports
+//! (`http://` HTTP/1.1, `h2c://` HTTP/2 with prior knowledge, `https://` TLS
+//! with HTTP/1.1 or HTTP/2 by ALPN), the connect timeout
 //! (inside the connector) and the response timeout (until the response
 //! head), retries, and the classification of failures: could not connect ->
 //! unavailable (502), every endpoint full -> busy (503), took too long ->
