@@ -111,3 +111,53 @@ async fn a_grpc_stream_ends_when_its_token_expires() {
     assert!((1.0..5.0).contains(&seconds), "ended at the token's exp: {ended}");
     // (the long mode sends for 20 s: a stream that was not cut would end OK after that)
 }
+
+/// gRPC-Web from a real browser (Chromium over WebDriver, `fetch` with the
+/// binary framing a gRPC-Web client sends) to the grpcio service behind an
+/// `h2c://` upstream: the reply arrives as a message frame and a trailer
+/// frame (`grpc-status: 0`), the service saw our identity; without a token
+/// the call is a 401, which gRPC-Web clients read as UNAUTHENTICATED.
+#[tokio::test]
+async fn grpc_web_from_chromium_reaches_a_grpc_service() {
+    let test = "grpc_web_from_chromium_reaches_a_grpc_service";
+    let Some(python) = support::python::tool("python", test) else { return };
+    let Some(browser) = support::browser::Browser::start(test).await else { return };
+    let port = support::process::free_port();
+    let _service = serve(&python, port);
+    let routes = format!(
+        "[[route]]\npath = \"/test.Echo\"\nupstream = \"h2c://127.0.0.1:{port}\"\n\
+         [[route]]\npath = \"/page\"\nupstream = \"builtin:echo\"\nauth = \"none\"\n"
+    );
+    let gw = TestGateway::start(&routes).await;
+    let alice = sign("es256", &claims("alice", &["user"]));
+    browser.goto(&gw.url("/page")).await;
+    let script = r#"
+        const message = new TextEncoder().encode("hello");
+        const framed = new Uint8Array(5 + message.length);
+        new DataView(framed.buffer).setUint32(1, message.length);
+        framed.set(message, 5);
+        const call = async (token) => {
+            const headers = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1"};
+            if (token) headers["authorization"] = "Bearer " + token;
+            const r = await fetch("/test.Echo/Unary", {method: "POST", headers, body: framed});
+            const bytes = new Uint8Array(await r.arrayBuffer());
+            const messages = [];
+            let trailers = "";
+            for (let i = 0; i + 5 <= bytes.length;) {
+                const length = new DataView(bytes.buffer, i + 1, 4).getUint32(0);
+                const text = new TextDecoder().decode(bytes.slice(i + 5, i + 5 + length));
+                if (bytes[i] & 0x80) trailers += text; else messages.push(text);
+                i += 5 + length;
+            }
+            return {status: r.status, type: r.headers.get("content-type"), messages, trailers};
+        };
+        return {ok: await call("TOKEN"), none: await call(null)};
+    "#
+    .replace("TOKEN", &alice);
+    let got = browser.run(&script).await;
+    assert_eq!(got["ok"]["status"], 200, "{got}");
+    assert_eq!(got["ok"]["type"], "application/grpc-web+proto", "{got}");
+    assert_eq!(got["ok"]["messages"], serde_json::json!(["alice|user|hello"]), "{got}");
+    assert!(got["ok"]["trailers"].as_str().is_some_and(|t| t.contains("grpc-status: 0\r\n")), "{got}");
+    assert_eq!(got["none"]["status"], 401, "{got}");
+}

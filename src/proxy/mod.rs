@@ -11,6 +11,7 @@
 
 pub mod cors;
 pub mod echo;
+pub mod grpc_web;
 pub mod lifetime;
 pub mod upgrade;
 
@@ -199,10 +200,15 @@ async fn forward(
     state: &State,
 ) -> Result<Response<Body>, GatewayError> {
     let websocket = upgrade::websocket_request(&mut parts)?;
-    let grpc = crate::error::is_grpc(&parts.headers);
+    // gRPC-Web is translated for an HTTP/2 upstream (h2c://, or https:// where ALPN picks h2).
+    let web = match &target.route.upstream {
+        Upstream::Http { h2, tls, .. } if *h2 || tls.is_some() => grpc_web::request(&mut parts.headers),
+        _ => None,
+    };
+    let grpc = web.is_some() || crate::error::is_grpc(&parts.headers);
     let host = crate::router::request_authority(&parts)?.and_then(|a| HeaderValue::from_str(a.as_str()).ok());
     // `TE: trailers` is hop-by-hop, but gRPC needs it said again on the next hop.
-    let wants_trailers = headers::connection_token_listed(&parts.headers, header::TE, "trailers");
+    let wants_trailers = web.is_some() || headers::connection_token_listed(&parts.headers, header::TE, "trailers");
     prepare_headers(&mut parts, &authorized, downstream, state, host.as_ref())?;
     if websocket.is_some() {
         upgrade::restore_upgrade_headers(&mut parts.headers);
@@ -264,14 +270,15 @@ async fn forward(
         }
         return Ok(plain(response, lease));
     }
-    match caller {
-        // A gRPC call (a stream, perhaps for hours) ends with its token.
-        Some(caller) if grpc => {
-            let response = plain(response, lease);
-            Ok(response.map(|body| lifetime::grpc_bounded(body, caller)))
-        }
-        _ => Ok(plain(response, lease)),
+    let mut response = plain(response, lease);
+    // A gRPC call (a stream, perhaps for hours) ends with its token.
+    if let Some(caller) = caller.filter(|_| grpc) {
+        response = response.map(|body| lifetime::grpc_bounded(body, caller));
     }
+    if let Some(call) = web {
+        response = grpc_web::response(call, response);
+    }
+    Ok(response)
 }
 
 /// The upstream's response for the client: hop-by-hop headers out, the body
