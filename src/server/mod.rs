@@ -176,10 +176,7 @@ impl Gateway {
             std::thread::Builder::new()
                 .name(format!("authgate-worker-{}", index + 1))
                 .spawn(move || worker(sockets, shared, stop, finished))
-                .map_err(|source| ServerError::Bind {
-                    addr: addresses.http.or(addresses.https).unwrap_or(([0, 0, 0, 0], 0).into()),
-                    source,
-                })?;
+                .map_err(ServerError::Worker)?;
         }
         health.ready.store(true, Ordering::Release);
         Ok(Gateway { addresses, health, state, stop, tasks, admin_stop, admin, finished, grace: limits.shutdown_grace })
