@@ -376,9 +376,12 @@ impl Resend {
     fn again(&self, slot: Option<&Slot>) -> Option<Request<Body>> {
         let body = if self.empty {
             crate::body::empty()
+        } else if self.can_resend(slot) {
+            // The same slot again: if this attempt never reads the body
+            // either, the next one can still have it.
+            Held::reading(slot?.clone())
         } else {
-            let (body, _) = Held::hold(slot?.lock().ok()?.take()?);
-            body
+            return None;
         };
         let mut request = Request::new(body);
         *request.method_mut() = self.method.clone();
@@ -400,7 +403,12 @@ struct Held {
 impl Held {
     fn hold(body: Body) -> (Body, Option<Slot>) {
         let slot: Slot = Arc::new(Mutex::new(Some(body)));
-        (http_body_util::BodyExt::boxed_unsync(Held { taken: None, slot: slot.clone() }), Some(slot))
+        (Held::reading(slot.clone()), Some(slot))
+    }
+
+    /// A body for one attempt, taken from `slot` only when first read.
+    fn reading(slot: Slot) -> Body {
+        http_body_util::BodyExt::boxed_unsync(Held { taken: None, slot })
     }
 
     fn peek<T>(&self, f: impl FnOnce(&Body) -> T, otherwise: T) -> T {
