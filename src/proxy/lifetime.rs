@@ -31,10 +31,34 @@ pub struct Caller {
     pub stores: Option<std::sync::Arc<crate::store::Stores>>,
 }
 
+/// Why a stream's token ended.
+#[derive(Debug, Clone, Copy)]
+pub enum Ended {
+    Expired,
+    Revoked,
+}
+
+impl Ended {
+    /// For the log: "websocket closed: its token expired".
+    pub fn reason(self) -> &'static str {
+        match self {
+            Ended::Expired => "its token expired",
+            Ended::Revoked => "its token was revoked",
+        }
+    }
+
+    /// The gRPC `grpc-message`.
+    fn grpc_message(self) -> &'static str {
+        match self {
+            Ended::Expired => "the token expired",
+            Ended::Revoked => "the token was revoked",
+        }
+    }
+}
+
 impl Caller {
-    /// Resolves when the token expires ("its token expired") or is revoked
-    /// ("its token was revoked").
-    pub async fn ended(self) -> &'static str {
+    /// Resolves when the token expires or is revoked.
+    pub async fn ended(self) -> Ended {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let expiry = tokio::time::sleep(Duration::from_secs(self.expires_at.saturating_sub(now)));
         let revoked = async {
@@ -50,8 +74,8 @@ impl Caller {
             }
         };
         tokio::select! {
-            () = expiry => "its token expired",
-            () = revoked => "its token was revoked",
+            () = expiry => Ended::Expired,
+            () = revoked => Ended::Revoked,
         }
     }
 }
@@ -65,7 +89,7 @@ pub fn grpc_bounded(body: Body, caller: Caller) -> Body {
 struct GrpcBounded {
     /// `None` once the token ended: the upstream stream is dropped (cancelled).
     inner: Option<Body>,
-    end: Pin<Box<dyn Future<Output = &'static str> + Send>>,
+    end: Pin<Box<dyn Future<Output = Ended> + Send>>,
 }
 
 impl hyper::body::Body for GrpcBounded {
@@ -77,11 +101,11 @@ impl hyper::body::Body for GrpcBounded {
         let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
         // The token's end first: a stream that never pauses still ends on time.
         if let Poll::Ready(why) = this.end.as_mut().poll(cx) {
-            tracing::info!("gRPC stream ended: {why}");
+            tracing::info!("gRPC stream ended: {}", why.reason());
             this.inner = None;
             let mut trailers = HeaderMap::new();
             trailers.insert("grpc-status", HeaderValue::from_static("16"));
-            trailers.insert("grpc-message", HeaderValue::from_static(message(why)));
+            trailers.insert("grpc-message", HeaderValue::from_static(why.grpc_message()));
             return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
         }
         let polled = Pin::new(inner).poll_frame(cx);
@@ -94,8 +118,4 @@ impl hyper::body::Body for GrpcBounded {
     fn is_end_stream(&self) -> bool {
         self.inner.as_ref().is_none_or(hyper::body::Body::is_end_stream)
     }
-}
-
-fn message(why: &'static str) -> &'static str {
-    if why.contains("revoked") { "the token was revoked" } else { "the token expired" }
 }

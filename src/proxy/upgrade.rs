@@ -23,7 +23,7 @@ use crate::upstream::UpstreamError;
 
 const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-pub use super::lifetime::Caller;
+use super::lifetime::Caller;
 
 /// A client's WebSocket handshake, taken out of the request.
 pub struct WebSocketUpgrade {
@@ -103,7 +103,7 @@ pub fn splice(
         };
         tokio::select! {
             _ = copy => {}
-            why = ended => tracing::info!("websocket closed: {why}"),
+            why = ended => tracing::info!("websocket closed: {}", why.reason()),
         }
     });
     let mut response = Response::new(body::empty());
