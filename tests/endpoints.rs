@@ -4,7 +4,8 @@
 //! it is ejected), it is probed back in after a restart; a retry happens only
 //! when the request can be sent again whole; a DNS name stands for all its
 //! addresses and is resolved again (a private `/etc/hosts` in a mount
-//! namespace, rewritten by the test).
+//! namespace, rewritten by the test); connections are reused, and one the
+//! endpoint closed while idle is not.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure
 
 mod support;
@@ -241,6 +242,64 @@ async fn a_request_is_retried_only_when_it_can_be_sent_again_whole() {
         "every body the breaker took is a 502, never a retry"
     );
     assert!(refused > 0 && refused < 30, "both endpoints were picked ({refused} of 30 broke)");
+}
+
+/// Answers with the port the gateway's connection came from.
+const PORT_APP: &str = r#"
+from flask import Flask, request
+app = Flask(__name__)
+
+@app.route("/", defaults={"p": ""})
+@app.route("/<path:p>")
+def answer(p):
+    return request.environ["REMOTE_PORT"]
+"#;
+
+/// The TCP state of the loopback connection from local port `port`, if it
+/// is still there (`/proc/net/tcp`: 01 established, 08 close-wait).
+fn tcp_state(port: u16) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!("0100007F:{port:04X}");
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&local.as_str())).then(|| fields[3].to_owned())
+    })
+}
+
+/// Upstream connections are kept and reused: twenty requests one after the
+/// other arrive on one connection. One the endpoint closed while idle
+/// (gunicorn's keep-alive, 1 s here) is never used again: the next request
+/// goes out on a new connection and succeeds.
+#[tokio::test]
+async fn connections_are_reused_and_one_the_endpoint_closed_is_not() {
+    let test = "connections_are_reused_and_one_the_endpoint_closed_is_not";
+    let addr = loopback(support::process::free_port());
+    let Some(_app) = Wsgi::gunicorn_at(addr, PORT_APP, &["--keep-alive", "1"], test) else { return };
+    // One worker: each worker keeps connections of its own.
+    let options = Options { server: "workers = 1".to_owned(), ..Options::default() };
+    let gw = TestGateway::start_with(&route(&[format!("http://{addr}")]), options).await;
+    let mut ports = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let r = get(&gw.url("/x"), &[]).await;
+        assert_eq!(r.status, 200);
+        ports.insert(String::from_utf8_lossy(&r.body).parse::<u16>().unwrap());
+    }
+    assert_eq!(ports.len(), 1, "one connection for twenty requests in a row: {ports:?}");
+    let first = *ports.first().unwrap();
+    assert_eq!(tcp_state(first).as_deref(), Some("01"), "the idle connection is kept open");
+
+    // gunicorn closes it after its keep-alive: the gateway's end sees the FIN.
+    let closed = support::eventually(Duration::from_secs(10), || async {
+        tcp_state(first).is_none_or(|state| state != "01").then_some(())
+    })
+    .await;
+    assert!(closed.is_some(), "gunicorn did not close the idle connection");
+    for _ in 0..5 {
+        let r = get(&gw.url("/x"), &[]).await;
+        assert_eq!(r.status, 200, "a request after the endpoint closed the idle connection");
+        let port = String::from_utf8_lossy(&r.body).parse::<u16>().unwrap();
+        assert_ne!(port, first, "the closed connection was used again");
+    }
 }
 
 /// `upstream = "http://backend.test:PORT"`: the gateway runs with its own

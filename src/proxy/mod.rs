@@ -33,6 +33,8 @@ use crate::metrics::RequestLabels;
 use crate::report::chain;
 use crate::router::RouteMatch;
 use crate::state::State;
+use crate::upstream::Driven;
+use crate::upstream::balance::Lease;
 
 /// What the log line and the metrics learn of a request as it goes.
 struct Notes {
@@ -283,7 +285,7 @@ async fn forward(
 
 /// The upstream's response for the client: hop-by-hop headers out, the body
 /// streamed, holding its endpoint's slot until it ends.
-fn plain(response: Response<Incoming>, lease: crate::upstream::balance::Lease) -> Response<Body> {
+fn plain(response: Response<Driven>, lease: Lease) -> Response<Body> {
     let (mut head, upstream_body) = response.into_parts();
     headers::remove_hop_by_hop(&mut head.headers);
     Response::from_parts(head, body::stream_holding(upstream_body, lease))

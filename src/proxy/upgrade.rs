@@ -12,14 +12,13 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use crate::body::{self, Body};
 use crate::error::GatewayError;
 use crate::headers;
-use crate::upstream::UpstreamError;
+use crate::upstream::{Driven, UpstreamError};
 
 const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -71,7 +70,7 @@ fn expected_accept(key: &HeaderValue) -> String {
 /// connection stays HTTP). The caller's token ending ends the tunnel (`lifetime`).
 pub fn splice(
     upgrade: WebSocketUpgrade,
-    upstream: &mut Response<Incoming>,
+    upstream: &mut Response<Driven>,
     caller: Option<Caller>,
 ) -> Result<Option<Response<Body>>, UpstreamError> {
     if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {

@@ -1,10 +1,10 @@
 //! The clients to upstreams: which endpoint, over which transport, within
 //! which timeouts, and when a failed attempt is tried again elsewhere.
 //!
-//! Owns connection reuse (hyper-util's pools: one per upstream on each
-//! worker thread, keyed inside by endpoint address), the transports
-//! (`http://` HTTP/1.1, `h2c://` HTTP/2 with prior knowledge, `https://` TLS
-//! with HTTP/1.1 or HTTP/2 by ALPN), the connect timeout
+//! Owns the transports (`http://` HTTP/1.1 over `h1`'s connections, driven
+//! by the requests using them; `h2c://` HTTP/2 with prior knowledge and
+//! `https://` TLS with HTTP/1.1 or HTTP/2 by ALPN over hyper-util's pools,
+//! one per upstream on each worker thread), the connect timeout
 //! (inside the connector) and the response timeout (until the response
 //! head), retries, and the classification of failures: could not connect ->
 //! unavailable (502), every endpoint full -> busy (503), took too long ->
@@ -19,13 +19,13 @@
 //! `upstream_timeout` bounds the whole wait.
 
 pub mod balance;
+pub mod h1;
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
-use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -35,6 +35,8 @@ use crate::body::{Body, BoxError};
 use crate::config::{Limits, Route, Upstream, UpstreamTls};
 use crate::metrics::{Metrics, UpstreamHandles};
 use balance::{Endpoint, Endpoints, Lease};
+pub use h1::Driven;
+use h1::H1Error;
 
 const MAX_ATTEMPTS: usize = 3;
 
@@ -64,16 +66,23 @@ impl UpstreamError {
     }
 }
 
-/// How one upstream is reached: the connector each worker's pool is built on.
+/// How one upstream is reached: `h1`'s connections, or the connector each
+/// worker's hyper-util pool is built on.
 #[derive(Clone)]
 enum Transport {
-    Http1(HttpConnector),
+    Http1,
+    Pooled(Connector),
+}
+
+/// What a hyper-util pool connects with.
+#[derive(Clone)]
+enum Connector {
     H2c(HttpConnector),
     /// Its own CA, server name and client certificate.
     Tls(HttpsConnector<HttpConnector>),
 }
 
-/// One worker's pool for one upstream.
+/// One worker's hyper-util pool for one `h2c://` or `https://` upstream.
 enum Pool {
     Plain(Client<HttpConnector, Body>),
     Tls(Client<HttpsConnector<HttpConnector>, Body>),
@@ -113,7 +122,7 @@ pub struct Backend {
 /// A response head, and the hold on its endpoint that the response body must
 /// keep until it ends (it counts in flight and holds a connection slot).
 pub struct Exchange {
-    pub response: Response<Incoming>,
+    pub response: Response<Driven>,
     pub lease: Lease,
 }
 
@@ -150,15 +159,15 @@ impl Upstreams {
             let endpoints = Arc::new(Endpoints::new(written.clone(), default_port, limits.upstream_max_connections));
             let transport = match (tls, h2) {
                 (Some(tls), _) => match tls_connector(tls, limits, endpoints.clone()) {
-                    Ok(connector) => Transport::Tls(connector),
+                    Ok(connector) => Transport::Pooled(Connector::Tls(connector)),
                     Err(message) => {
                         errors.push((index, message));
                         by_route.push(None);
                         continue;
                     }
                 },
-                (None, true) => Transport::H2c(connector.clone()),
-                (None, false) => Transport::Http1(connector.clone()),
+                (None, true) => Transport::Pooled(Connector::H2c(connector.clone())),
+                (None, false) => Transport::Http1,
             };
             if tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
                 tracing::warn!(route = route.path, "upstream certificates are NOT verified (insecure_skip_verify)");
@@ -238,15 +247,13 @@ impl Upstreams {
             let Some(endpoint) = endpoints.pick(&tried) else {
                 return Err(UpstreamError::Unavailable("no endpoint left to try".into()));
             };
-            let Some(mut attempt) = request.take().or_else(|| retry.as_ref().and_then(|r| r.again(slot.as_ref())))
-            else {
+            let Some(attempt) = request.take().or_else(|| retry.as_ref().and_then(|r| r.again(slot.as_ref()))) else {
                 return Err(UpstreamError::Unavailable("the request cannot be sent again".into()));
             };
-            *attempt.uri_mut() = backend.uri(&endpoint, path_and_query)?;
             handles.requests.inc();
             let failure = match Endpoints::lease(&endpoint, self.connect_timeout).await {
                 None => Failure { error: UpstreamError::Busy, nothing_sent: true, eject: false },
-                Some(lease) => match self.exchange(backend, attempt).await {
+                Some(lease) => match self.exchange(backend, &endpoint, attempt, path_and_query).await {
                     Ok(response) => {
                         if endpoints.succeeded(&endpoint) {
                             tracing::info!(upstream = backend.label, endpoint = %endpoint.authority, "upstream endpoint back in");
@@ -281,15 +288,43 @@ impl Upstreams {
         }
     }
 
-    async fn exchange(&self, backend: &Arc<Backend>, request: Request<Body>) -> Result<Response<Incoming>, Failure> {
-        let sent = backend.request(request);
+    async fn exchange(
+        &self,
+        backend: &Arc<Backend>,
+        endpoint: &Arc<Endpoint>,
+        mut request: Request<Body>,
+        path_and_query: &str,
+    ) -> Result<Response<Driven>, Failure> {
+        let timed_out = || Failure {
+            error: UpstreamError::Timeout("no response headers within upstream_timeout"),
+            nothing_sent: false,
+            eject: true,
+        };
+        let Transport::Pooled(connector) = &backend.transport else {
+            let sent = h1::send(endpoint, request, path_and_query, self.connect_timeout, backend.idle_per_endpoint);
+            return match tokio::time::timeout(self.response_timeout, sent).await {
+                Err(_) => Err(timed_out()),
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(H1Error::ConnectTimeout)) => {
+                    Err(Failure { error: UpstreamError::Timeout("connect timeout"), nothing_sent: true, eject: true })
+                }
+                Ok(Err(e @ H1Error::Connect(_))) => {
+                    Err(Failure { error: UpstreamError::Unavailable(Box::new(e)), nothing_sent: true, eject: true })
+                }
+                Ok(Err(e @ H1Error::Exchange(_))) => {
+                    Err(Failure { error: UpstreamError::Request(Box::new(e)), nothing_sent: false, eject: false })
+                }
+            };
+        };
+        *request.uri_mut() = backend.uri(connector, endpoint, path_and_query).map_err(|error| Failure {
+            error,
+            nothing_sent: true,
+            eject: false,
+        })?;
+        let sent = backend.request(connector, request);
         match tokio::time::timeout(self.response_timeout, sent).await {
-            Err(_) => Err(Failure {
-                error: UpstreamError::Timeout("no response headers within upstream_timeout"),
-                nothing_sent: false,
-                eject: true,
-            }),
-            Ok(Ok(response)) => Ok(response),
+            Err(_) => Err(timed_out()),
+            Ok(Ok(response)) => Ok(response.map(Driven::pooled)),
             Ok(Err(e)) if e.is_connect() => Err(Failure {
                 error: if is_timeout(&e) {
                     UpstreamError::Timeout("connect timeout")
@@ -308,7 +343,11 @@ impl Upstreams {
 
 impl Backend {
     /// Starts the request on this worker's pool for this upstream (made on first use).
-    fn request(self: &Arc<Backend>, request: Request<Body>) -> hyper_util::client::legacy::ResponseFuture {
+    fn request(
+        self: &Arc<Backend>,
+        connector: &Connector,
+        request: Request<Body>,
+    ) -> hyper_util::client::legacy::ResponseFuture {
         POOLS.with_borrow_mut(|pools| {
             let mine = |entry: &&(std::sync::Weak<Backend>, Pool)| std::ptr::eq(entry.0.as_ptr(), Arc::as_ptr(self));
             if let Some((_, pool)) = pools.iter().find(mine) {
@@ -316,10 +355,9 @@ impl Backend {
             }
             pools.retain(|(backend, _)| backend.strong_count() > 0);
             let builder = client_builder(self.idle_per_endpoint);
-            let pool = match &self.transport {
-                Transport::Http1(connector) => Pool::Plain(builder.build(connector.clone())),
-                Transport::H2c(connector) => Pool::Plain(builder.clone().http2_only(true).build(connector.clone())),
-                Transport::Tls(connector) => Pool::Tls(builder.build(connector.clone())),
+            let pool = match connector {
+                Connector::H2c(connector) => Pool::Plain(builder.clone().http2_only(true).build(connector.clone())),
+                Connector::Tls(connector) => Pool::Tls(builder.build(connector.clone())),
             };
             let sent = pool.request(request);
             pools.push((Arc::downgrade(self), pool));
@@ -327,8 +365,8 @@ impl Backend {
         })
     }
 
-    fn uri(&self, endpoint: &Endpoint, path_and_query: &str) -> Result<Uri, UpstreamError> {
-        let scheme = if matches!(self.transport, Transport::Tls(_)) { "https" } else { "http" };
+    fn uri(&self, connector: &Connector, endpoint: &Endpoint, path_and_query: &str) -> Result<Uri, UpstreamError> {
+        let scheme = if matches!(connector, Connector::Tls(_)) { "https" } else { "http" };
         Uri::builder()
             .scheme(scheme)
             .authority(endpoint.authority.clone())
