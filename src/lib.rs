@@ -29,6 +29,7 @@ pub mod downstream;
 pub mod endpoints;
 pub mod error;
 pub mod headers;
+pub mod logs;
 pub mod metrics;
 pub mod path;
 pub mod proxy;

@@ -17,7 +17,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     // SQLite) runs on the blocking pool.
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
+        tokio::spawn(authgate::logs::flush_every());
         let stores = authgate::store::Stores::start(&state.config, state.metrics.store_errors.clone())
             .await
             .context("cannot open the store")?;
@@ -36,7 +37,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         }
-    })
+    });
+    authgate::logs::flush();
+    served
 }
 
 async fn shutdown_signal() {

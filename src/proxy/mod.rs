@@ -78,7 +78,7 @@ pub async fn handle(mut request: Request<Incoming>, downstream: Downstream, stat
     metrics.request_duration.observe(latency.as_secs_f64());
     let (code, cause) = refused.map_or(("", String::new()), |(c, cause)| (c, cause));
     tracing::info!(
-        target: "access",
+        target: crate::logs::ACCESS,
         %method,
         path,
         route = notes.route,

@@ -101,6 +101,8 @@ pub struct Gateway {
     admin: Option<tokio::task::JoinHandle<()>>,
     /// Tells the other workers' threads that draining is over (their runtimes end).
     finished: watch::Sender<bool>,
+    /// Those threads, waited for at the end (their last log lines).
+    workers: Vec<std::thread::JoinHandle<()>>,
     grace: Duration,
 }
 
@@ -171,15 +173,18 @@ impl Gateway {
                 tracing::info!(listener = name, %addr, "listening");
             }
         }
+        let mut workers = Vec::with_capacity(extra.len());
         for (index, sockets) in extra.into_iter().enumerate() {
             let (shared, stop, finished) = (shared.clone(), stop.subscribe(), finished.subscribe());
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name(format!("authgate-worker-{}", index + 1))
                 .spawn(move || worker(sockets, shared, stop, finished))
                 .map_err(ServerError::Worker)?;
+            workers.push(thread);
         }
         health.ready.store(true, Ordering::Release);
-        Ok(Gateway { addresses, health, state, stop, tasks, admin_stop, admin, finished, grace: limits.shutdown_grace })
+        let grace = limits.shutdown_grace;
+        Ok(Gateway { addresses, health, state, stop, tasks, admin_stop, admin, finished, workers, grace })
     }
 
     /// Drains: readiness goes false, listeners close, open connections finish
@@ -195,6 +200,9 @@ impl Gateway {
             tracing::warn!(grace = ?self.grace, "connections still open after shutdown_grace; closing them");
         }
         let _ = self.finished.send(true);
+        let workers = std::mem::take(&mut self.workers);
+        let joined = tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| drop(w.join())));
+        let _ = tokio::time::timeout(Duration::from_secs(1), joined).await;
         let _ = self.admin_stop.send(true);
         if let Some(admin) = self.admin.take() {
             let _ = tokio::time::timeout(Duration::from_secs(1), admin).await;
@@ -233,6 +241,7 @@ fn worker(
         Err(e) => return tracing::error!(error = %e, "a worker's runtime did not start"),
     };
     runtime.block_on(async move {
+        tokio::spawn(crate::logs::flush_every());
         let mut accepting = JoinSet::new();
         for (socket, kind) in sockets {
             match TcpListener::from_std(socket) {
