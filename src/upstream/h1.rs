@@ -36,9 +36,12 @@ const IDLE_FOR: Duration = Duration::from_secs(60);
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 type Connection = http1::Connection<TokioIo<TcpStream>, Body>;
+type Pooled = Box<Conn>;
 
 /// One connection to one endpoint: the handle requests are sent through,
 /// and hyper's side of it, which does the reading and writing when polled.
+/// Boxed once when opened (`Pooled`): it moves from the idle list to a
+/// request to its response body and back, a pointer each time.
 struct Conn {
     sender: http1::SendRequest<Body>,
     connection: Connection,
@@ -90,7 +93,7 @@ impl std::error::Error for H1Error {
 
 /// One worker's idle connections.
 struct Idle {
-    by_endpoint: Vec<(Weak<Endpoint>, Vec<Conn>)>,
+    by_endpoint: Vec<(Weak<Endpoint>, Vec<Pooled>)>,
     swept: Instant,
 }
 
@@ -99,8 +102,8 @@ thread_local! {
 }
 
 impl Idle {
-    fn list(&mut self, endpoint: &Arc<Endpoint>) -> Option<&mut Vec<Conn>> {
-        let mine = |entry: &&mut (Weak<Endpoint>, Vec<Conn>)| std::ptr::eq(entry.0.as_ptr(), Arc::as_ptr(endpoint));
+    fn list(&mut self, endpoint: &Arc<Endpoint>) -> Option<&mut Vec<Pooled>> {
+        let mine = |entry: &&mut (Weak<Endpoint>, Vec<Pooled>)| std::ptr::eq(entry.0.as_ptr(), Arc::as_ptr(endpoint));
         self.by_endpoint.iter_mut().find(mine).map(|(_, list)| list)
     }
 
@@ -116,7 +119,7 @@ impl Idle {
 }
 
 /// A connection from this worker's idle list, if one is still good.
-fn checkout(endpoint: &Arc<Endpoint>) -> Option<Conn> {
+fn checkout(endpoint: &Arc<Endpoint>) -> Option<Pooled> {
     IDLE.with_borrow_mut(|idle| {
         let now = Instant::now();
         if now.duration_since(idle.swept) >= SWEEP_EVERY {
@@ -134,14 +137,14 @@ fn checkout(endpoint: &Arc<Endpoint>) -> Option<Conn> {
 
 /// Back to this worker's idle list, if hyper says it can take another
 /// request and the list is not full; else it is closed (dropped).
-fn checkin(endpoint: &Weak<Endpoint>, mut conn: Conn, keep: usize, cx: &mut Context<'_>) {
+fn checkin(endpoint: &Weak<Endpoint>, mut conn: Pooled, keep: usize, cx: &mut Context<'_>) {
     // One more poll lets hyper finish the message and wait for the next.
     if !conn.drive(cx) || !conn.sender.is_ready() {
         return;
     }
     conn.idle_since = Instant::now();
     IDLE.with_borrow_mut(|idle| {
-        let mine = |entry: &&mut (Weak<Endpoint>, Vec<Conn>)| Weak::ptr_eq(&entry.0, endpoint);
+        let mine = |entry: &&mut (Weak<Endpoint>, Vec<Pooled>)| Weak::ptr_eq(&entry.0, endpoint);
         match idle.by_endpoint.iter_mut().find(mine) {
             Some((_, list)) if list.len() < keep => list.push(conn),
             Some(_) => {}
@@ -150,7 +153,7 @@ fn checkin(endpoint: &Weak<Endpoint>, mut conn: Conn, keep: usize, cx: &mut Cont
     });
 }
 
-async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Conn, H1Error> {
+async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Pooled, H1Error> {
     let authority = &endpoint.authority;
     let host = authority.host().trim_start_matches('[').trim_end_matches(']');
     let port = authority.port_u16().unwrap_or(80);
@@ -161,7 +164,7 @@ async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Conn, H1Error
     };
     stream.set_nodelay(true).map_err(H1Error::Connect)?;
     let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(H1Error::Exchange)?;
-    Ok(Conn { sender, connection, idle_since: Instant::now() })
+    Ok(Box::new(Conn { sender, connection, idle_since: Instant::now() }))
 }
 
 /// Sends `request` (its URI the path and query) to `endpoint` on an idle
@@ -215,7 +218,7 @@ pub async fn send(
 /// A connection of its own for an upgrade, spawned so the upgraded stream
 /// outlives this request's task.
 async fn upgrade(endpoint: &Endpoint, request: Request<Body>, timeout: Duration) -> Result<Response<Driven>, H1Error> {
-    let Conn { mut sender, connection, .. } = connect(endpoint, timeout).await?;
+    let Conn { mut sender, connection, .. } = *connect(endpoint, timeout).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.with_upgrades().await {
             tracing::debug!(error = %e, "upstream connection for an upgrade ended");
@@ -227,7 +230,7 @@ async fn upgrade(endpoint: &Endpoint, request: Request<Body>, timeout: Duration)
 
 /// A connection lent to a response body until the body has been read.
 struct Driving {
-    conn: Conn,
+    conn: Pooled,
     endpoint: Weak<Endpoint>,
     keep: usize,
 }
