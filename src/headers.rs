@@ -117,15 +117,20 @@ pub fn apply_underscore_policy(headers: &mut HeaderMap, policy: UnderscoreHeader
 }
 
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|name| name.trim().to_ascii_lowercase())
-        .filter(|name| !name.is_empty() && !same_name(name, "host") && !same_name(name, "content-length"))
-        .collect();
-    if !named.is_empty() {
+    // `Connection: keep-alive` or `close`, the usual values, name nothing
+    // that the fixed list below does not already remove.
+    let tokens = || {
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|name| !name.is_empty() && !same_name(name, "host") && !same_name(name, "content-length"))
+    };
+    let listed_anyway = |name: &str| same_name(name, "close") || HOP_BY_HOP.iter().any(|h| same_name(h.as_str(), name));
+    if !tokens().all(listed_anyway) {
+        let named: Vec<String> = tokens().map(str::to_ascii_lowercase).collect();
         remove_where(headers, |name| named.iter().any(|n| same_name(name, n)));
     }
     remove_listed(headers, &HOP_BY_HOP);
@@ -137,9 +142,10 @@ pub fn remove_any_spelling(headers: &mut HeaderMap, name: &HeaderName) {
     remove_where(headers, |n| n.contains('_') && same_name(n, name.as_str()));
 }
 
+/// One name at a time, without collecting them: most requests have none or
+/// one to remove, and a `Vec` would be an allocation per call.
 fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
-    let found: Vec<HeaderName> = headers.keys().filter(|name| doomed(name.as_str())).cloned().collect();
-    for name in found {
+    while let Some(name) = headers.keys().find(|name| doomed(name.as_str())).cloned() {
         headers.remove(name);
     }
 }

@@ -208,7 +208,11 @@ async fn forward(
         _ => None,
     };
     let grpc = web.is_some() || crate::error::is_grpc(&parts.headers);
-    let host = crate::router::request_authority(&parts)?.and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    // The client's own `Host` value when it is the authority (no copy).
+    let host = target.authority.as_ref().and_then(|a| match parts.headers.get(header::HOST) {
+        Some(sent) if sent.as_bytes() == a.as_str().as_bytes() => Some(sent.clone()),
+        _ => HeaderValue::from_str(a.as_str()).ok(),
+    });
     // `TE: trailers` is hop-by-hop, but gRPC needs it said again on the next hop.
     let wants_trailers = web.is_some() || headers::connection_token_listed(&parts.headers, header::TE, "trailers");
     prepare_headers(&mut parts, &authorized, downstream, state, host.as_ref())?;

@@ -36,6 +36,9 @@ pub struct RouteMatch<'r> {
     pub path: String,
     /// What the upstream receives: base path + (path, minus the prefix when `strip_prefix`) + query.
     pub upstream_path_and_query: String,
+    /// The request's authority, read once (`request_authority`): routed on,
+    /// then `Host` and `X-Forwarded-Host` for the upstream.
+    pub authority: Option<http::uri::Authority>,
 }
 
 #[derive(Debug)]
@@ -64,8 +67,11 @@ impl Router {
 
     /// Routes a request by its head and its already normalized path.
     pub fn route_request(&self, parts: &Parts, path: String) -> Result<RouteMatch<'_>, RouteError> {
-        let host = request_host(parts)?;
-        self.route_normalized(&parts.method, host.as_deref(), path, parts.uri.query())
+        let authority = request_authority(parts)?;
+        let host = authority.as_ref().map(host_of);
+        let mut found = self.route_normalized(&parts.method, host.as_deref(), path, parts.uri.query())?;
+        found.authority = authority;
+        Ok(found)
     }
 
     /// Routes by method, lowercase host without port, raw path and query.
@@ -90,7 +96,7 @@ impl Router {
         let index = self.find(method, host, &path).ok_or(RouteError::NoRoute)?;
         let route = &self.routes[index];
         let upstream_path_and_query = upstream_target(route, &path, query);
-        Ok(RouteMatch { route, index, path, upstream_path_and_query })
+        Ok(RouteMatch { route, index, path, upstream_path_and_query, authority: None })
     }
 
     fn find(&self, method: &Method, host: Option<&str>, path: &str) -> Option<usize> {
@@ -139,7 +145,18 @@ fn upstream_target(route: &Route, path: &str, query: Option<&str>) -> String {
 
 /// The request's host, lowercase and without port (see `request_authority`).
 pub fn request_host(parts: &Parts) -> Result<Option<String>, RouteError> {
-    Ok(request_authority(parts)?.map(|a| a.host().trim_end_matches('.').to_ascii_lowercase()))
+    Ok(request_authority(parts)?.as_ref().map(|a| host_of(a).into_owned()))
+}
+
+/// An authority's host, lowercase, without port or trailing dot (copied only
+/// when it has an uppercase letter).
+fn host_of(authority: &http::uri::Authority) -> std::borrow::Cow<'_, str> {
+    let host = authority.host().trim_end_matches('.');
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
+    }
 }
 
 /// The request's authority (host and port) as the client addressed it: the
