@@ -8,6 +8,7 @@
 //! except in CI (`CI` set), where it fails.
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -49,7 +50,10 @@ impl Ingress {
             .map(|a| a.replace("{CONFIG}", &config_path.display().to_string()).replace("{DIR}", &dir_text))
             .collect();
         let log = std::fs::File::create(dir.path().join("ingress.log")).map(Stdio::from).unwrap_or(Stdio::null());
+        // Its own process group: nginx's workers outlive a killed master
+        // unless the whole group is killed (`Drop`).
         let child = Command::new(program)
+            .process_group(0)
             .args(&args)
             .current_dir(dir.path())
             .env("HOME", dir.path())
@@ -79,6 +83,8 @@ impl Ingress {
 
 impl Drop for Ingress {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
