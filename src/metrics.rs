@@ -92,7 +92,9 @@ pub struct Observed {
 
 pub struct Metrics {
     registry: Registry,
-    pub requests: Family<RequestLabels, Counter>,
+    /// Tells this gateway's counters from another's in a worker's cache (`request`).
+    id: u64,
+    requests: Family<RequestLabels, Counter>,
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
     pub auth_failures: Family<ReasonLabels, Counter>,
@@ -115,7 +117,9 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("authgate");
+        static IDS: AtomicU64 = AtomicU64::new(0);
         let m = Metrics {
+            id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             requests: Family::default(),
             // 100 µs .. ~26 s
             request_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
@@ -208,7 +212,6 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// The text exposition, with the denylist gauges read now.
     /// The text exposition, with the gauges read at scrape time set from `now`.
     pub fn render(&self, now: &Observed) -> String {
         for (issuer, age) in &now.jwks_ages {
@@ -247,6 +250,30 @@ impl Metrics {
         }
     }
 
+    /// Counts a request by route and status. Each worker thread keeps the
+    /// counters it has used (a few dozen at most: routes times statuses), so
+    /// a request neither builds a label `String` nor hashes one.
+    pub fn request(&self, route: &str, status: u16) {
+        const KEPT: usize = 64;
+        /// A counter this thread has used: the gateway's id, status, route.
+        type Used = (u64, u16, Box<str>, Counter);
+        thread_local! {
+            static USED: std::cell::RefCell<Vec<Used>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        USED.with_borrow_mut(|used| {
+            let mine = |(id, s, r, _): &&Used| *id == self.id && *s == status && &**r == route;
+            if let Some((.., counter)) = used.iter().find(mine) {
+                counter.inc();
+                return;
+            }
+            let counter = self.requests.get_or_create(&RequestLabels { route: route.to_owned(), status }).clone();
+            counter.inc();
+            if used.len() < KEPT {
+                used.push((self.id, status, route.into(), counter));
+            }
+        });
+    }
+
     pub fn auth_failure(&self, reason: &'static str) {
         self.auth_failures.get_or_create(&ReasonLabels { reason }).inc();
     }
@@ -257,5 +284,30 @@ impl Metrics {
 
     pub fn reload(&self, outcome: &'static str) {
         self.reloads.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(metrics: &Metrics, route: &str, status: u16) -> Option<String> {
+        let text = metrics.render(&Observed::default());
+        let line = format!("authgate_requests_total{{route=\"{route}\",status=\"{status}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(line.as_str()).map(str::to_owned))
+    }
+
+    #[test]
+    fn requests_are_counted_by_route_and_status_on_each_gateway_of_a_thread() {
+        let (one, two) = (Metrics::default(), Metrics::default());
+        for _ in 0..3 {
+            one.request("/api", 200);
+        }
+        one.request("/api", 404);
+        two.request("/api", 200);
+        assert_eq!(count(&one, "/api", 200).as_deref(), Some("3"));
+        assert_eq!(count(&one, "/api", 404).as_deref(), Some("1"));
+        assert_eq!(count(&two, "/api", 200).as_deref(), Some("1"), "another gateway's counter, not the first's");
+        assert_eq!(count(&two, "/api", 404), None);
     }
 }

@@ -15,6 +15,7 @@ pub mod grpc_web;
 pub mod lifetime;
 pub mod upgrade;
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use http::header::{self, HeaderName, HeaderValue};
@@ -29,7 +30,6 @@ use crate::decide::{Decision, decide};
 use crate::downstream::Downstream;
 use crate::error::GatewayError;
 use crate::headers;
-use crate::metrics::RequestLabels;
 use crate::report::chain;
 use crate::router::RouteMatch;
 use crate::state::State;
@@ -37,9 +37,10 @@ use crate::upstream::Driven;
 use crate::upstream::balance::Lease;
 
 /// What the log line and the metrics learn of a request as it goes.
-struct Notes {
-    /// The matched route's path, `endpoint`, `authz:<route>` for a decision, or `-`.
-    route: String,
+struct Notes<'s> {
+    /// The matched route's path, `endpoint`, `authz:<route>` for a decision,
+    /// or `-` (borrowed from the config where it can be: no copy a request).
+    route: Cow<'s, str>,
     sub: Option<String>,
     /// For a decision request: `allow` or `deny`.
     decision: Option<&'static str>,
@@ -54,7 +55,7 @@ pub async fn handle(mut request: Request<Incoming>, downstream: Downstream, stat
     let method = request.method().clone();
     let grpc = crate::error::is_grpc(request.headers());
     let path = request.uri().path().to_owned();
-    let mut notes = Notes { route: "-".to_owned(), sub: None, decision: None };
+    let mut notes = Notes { route: Cow::Borrowed("-"), sub: None, decision: None };
     let metrics = &state.metrics;
     let (mut response, refused) = match serve(request, &downstream, state, &mut notes).await {
         Ok(response) => (response, None),
@@ -74,14 +75,14 @@ pub async fn handle(mut request: Request<Incoming>, downstream: Downstream, stat
     response.headers_mut().insert(REQUEST_ID, request_id.clone());
     let status = response.status().as_u16();
     let latency = started.elapsed();
-    metrics.requests.get_or_create(&RequestLabels { route: notes.route.clone(), status }).inc();
+    metrics.request(&notes.route, status);
     metrics.request_duration.observe(latency.as_secs_f64());
     let (code, cause) = refused.map_or(("", String::new()), |(c, cause)| (c, cause));
     tracing::info!(
         target: crate::logs::ACCESS,
         %method,
         path,
-        route = notes.route,
+        route = &*notes.route,
         status,
         latency_ms = latency.as_secs_f64() * 1000.0,
         sub = notes.sub.as_deref().unwrap_or("-"),
@@ -143,11 +144,11 @@ fn new_request_id() -> HeaderValue {
     id_text(prefix.as_bytes(), n)
 }
 
-async fn serve(
+async fn serve<'s>(
     request: Request<Incoming>,
     downstream: &Downstream,
-    state: &State,
-    notes: &mut Notes,
+    state: &'s State,
+    notes: &mut Notes<'s>,
 ) -> Result<Response<Body>, GatewayError> {
     let (mut parts, body) = request.into_parts();
     let limits = &state.config.server.limits;
@@ -161,7 +162,7 @@ async fn serve(
     if let Some(door) = crate::authz::door(parts.uri.path(), state) {
         let mut outcome = crate::authz::Outcome { route: "-".to_owned(), sub: None, allowed: false };
         let answer = crate::authz::answer(door, &parts, downstream, state, &mut outcome).await;
-        notes.route = format!("authz:{}", outcome.route);
+        notes.route = Cow::Owned(format!("authz:{}", outcome.route));
         notes.sub = outcome.sub;
         notes.decision = Some(if answer.is_ok() && outcome.allowed { "allow" } else { "deny" });
         return answer;
@@ -169,16 +170,16 @@ async fn serve(
     let (target, authorized) = match decide(&parts, state).await {
         Decision::Refused { error, .. } => return Err(error),
         Decision::Endpoint { endpoint, .. } => {
-            notes.route = "endpoint".to_owned();
+            notes.route = Cow::Borrowed("endpoint");
             return crate::endpoints::serve(endpoint, parts, body, downstream, state).await;
         }
         Decision::Preflight { target, cors } => {
-            notes.route.clone_from(&target.route.path);
+            notes.route = Cow::Borrowed(&target.route.path);
             // Preflights carry no credentials: answered here, before authentication, never forwarded.
             return Ok(cors::preflight(&parts, cors));
         }
         Decision::Route { target, caller, verdict } => {
-            notes.route.clone_from(&target.route.path);
+            notes.route = Cow::Borrowed(&target.route.path);
             notes.sub = caller.map(|c| c.sub.clone());
             (target, verdict?)
         }
