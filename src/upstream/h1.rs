@@ -9,8 +9,11 @@
 //! task is woken per request, no channel crosses threads. A connection goes
 //! back to its worker's idle list when its response has been read to the
 //! end and hyper says it can take another request; otherwise it is closed.
-//! An idle connection is checked (polled once) before reuse and swept once
-//! a second: one the endpoint closed, or idle for `IDLE_FOR`, is dropped.
+//! An idle connection is checked (polled once) before reuse, and a worker's
+//! idle lists are swept at most once a second, when a request looks in
+//! them: one the endpoint closed, or idle for `IDLE_FOR`, is dropped. (The
+//! `Weak` an idle list is keyed by keeps its endpoint's address from being
+//! reused by another endpoint while the list exists.)
 //!
 //! A request asking for an upgrade (WebSockets) gets a connection of its
 //! own, spawned with hyper's upgrade support and never pooled.
