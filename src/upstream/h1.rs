@@ -24,7 +24,7 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response, Uri};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -170,17 +170,16 @@ async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Pooled, H1Err
     Ok(Box::new(Conn { sender, connection, idle_since: Instant::now() }))
 }
 
-/// Sends `request` (its URI the path and query) to `endpoint` on an idle
-/// connection or a new one, and drives the connection until the response
-/// head is in. `keep`: idle connections kept for the endpoint on this worker.
+/// Sends `request` (its URI in origin form: the path and query) to
+/// `endpoint` on an idle connection or a new one, and drives the connection
+/// until the response head is in. `keep`: idle connections kept for the
+/// endpoint on this worker.
 pub async fn send(
     endpoint: &Arc<Endpoint>,
     mut request: Request<Body>,
-    path_and_query: &str,
     connect_timeout: Duration,
     keep: usize,
 ) -> Result<Response<Driven>, H1Error> {
-    *request.uri_mut() = Uri::try_from(path_and_query).map_err(|e| H1Error::Connect(std::io::Error::other(e)))?;
     if request.headers().contains_key(http::header::UPGRADE) {
         return upgrade(endpoint, request, connect_timeout).await;
     }

@@ -301,7 +301,12 @@ impl Upstreams {
             eject: true,
         };
         let Transport::Pooled(connector) = &backend.transport else {
-            let sent = h1::send(endpoint, request, path_and_query, self.connect_timeout, backend.idle_per_endpoint);
+            *request.uri_mut() = Uri::try_from(path_and_query).map_err(|e| Failure {
+                error: UpstreamError::Request(Box::new(e)),
+                nothing_sent: true,
+                eject: false,
+            })?;
+            let sent = h1::send(endpoint, request, self.connect_timeout, backend.idle_per_endpoint);
             return match tokio::time::timeout(self.response_timeout, sent).await {
                 Err(_) => Err(timed_out()),
                 Ok(Ok(response)) => Ok(response),
