@@ -440,9 +440,20 @@ pub enum Upstream {
     Http { endpoints: Vec<http::uri::Authority>, base_path: String, h2: bool, tls: Option<UpstreamTls> },
 }
 
-impl fmt::Display for Upstream {
+impl Upstream {
+    /// Its endpoints as written, with scheme and base path, and no TLS
+    /// details: how the logs and the metrics name it.
+    pub fn addresses(&self) -> Addresses<'_> {
+        Addresses(self)
+    }
+}
+
+/// `Upstream::addresses`.
+pub struct Addresses<'a>(&'a Upstream);
+
+impl fmt::Display for Addresses<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+        match self.0 {
             Upstream::Echo => f.write_str("builtin:echo"),
             Upstream::None => f.write_str("(decisions only)"),
             Upstream::Http { endpoints, base_path, h2, tls } => {
@@ -455,23 +466,31 @@ impl fmt::Display for Upstream {
                     let sep = if i == 0 { "" } else { ", " };
                     write!(f, "{sep}{scheme}://{authority}{base_path}")?;
                 }
-                if let Some(t) = tls {
-                    if let Some(ca) = &t.ca_file {
-                        write!(f, " (CA {})", ca.display())?;
-                    }
-                    if let Some(name) = &t.server_name {
-                        write!(f, " (server name {name})")?;
-                    }
-                    if t.client_cert.is_some() {
-                        f.write_str(" (client certificate)")?;
-                    }
-                    if t.insecure_skip_verify {
-                        f.write_str(" (certificate NOT verified)")?;
-                    }
-                }
                 Ok(())
             }
         }
+    }
+}
+
+/// The addresses, then the TLS settings (`check`, `explain`).
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.addresses().fmt(f)?;
+        if let Upstream::Http { tls: Some(t), .. } = self {
+            if let Some(ca) = &t.ca_file {
+                write!(f, " (CA {})", ca.display())?;
+            }
+            if let Some(name) = &t.server_name {
+                write!(f, " (server name {name})")?;
+            }
+            if t.client_cert.is_some() {
+                f.write_str(" (client certificate)")?;
+            }
+            if t.insecure_skip_verify {
+                f.write_str(" (certificate NOT verified)")?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -94,6 +94,12 @@ impl Endpoints {
         Endpoints { written, default_port, max_connections, live: ArcSwap::from_pointee(live) }
     }
 
+    /// Requests at once per endpoint (`upstream_max_connections`); also how
+    /// many idle connections a worker keeps per endpoint.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
     /// How many addresses there are now.
     pub fn count(&self) -> usize {
         self.live.load().len()

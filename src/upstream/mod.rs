@@ -110,11 +110,9 @@ thread_local! {
 /// same upstream (endpoints, scheme and TLS settings) share one, so they
 /// share its health and its connection caps.
 pub struct Backend {
-    /// The upstream as written (without base path): the metrics' label.
+    /// The upstream's addresses as written: the metrics' label.
     pub label: String,
     transport: Transport,
-    /// Idle connections kept per endpoint (`upstream_max_connections`).
-    idle_per_endpoint: usize,
     pub endpoints: Arc<Endpoints>,
     handles: OnceLock<UpstreamHandles>,
 }
@@ -172,16 +170,8 @@ impl Upstreams {
             if tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
                 tracing::warn!(route = route.path, "upstream certificates are NOT verified (insecure_skip_verify)");
             }
-            let label = route.upstream.to_string();
-            let label = label.split(" (").next().unwrap_or_default().to_owned();
-            let idle_per_endpoint = limits.upstream_max_connections;
-            backends.push(Arc::new(Backend {
-                label,
-                transport,
-                idle_per_endpoint,
-                endpoints,
-                handles: OnceLock::new(),
-            }));
+            let label = route.upstream.addresses().to_string();
+            backends.push(Arc::new(Backend { label, transport, endpoints, handles: OnceLock::new() }));
             keys.push(key);
             by_route.push(Some(backends.len() - 1));
         }
@@ -306,7 +296,7 @@ impl Upstreams {
                 nothing_sent: true,
                 eject: false,
             })?;
-            let sent = h1::send(endpoint, request, self.connect_timeout, backend.idle_per_endpoint);
+            let sent = h1::send(endpoint, request, self.connect_timeout, backend.endpoints.max_connections());
             return match tokio::time::timeout(self.response_timeout, sent).await {
                 Err(_) => Err(timed_out()),
                 Ok(Ok(response)) => Ok(response),
@@ -359,7 +349,7 @@ impl Backend {
                 return pool.request(request);
             }
             pools.retain(|(backend, _)| backend.strong_count() > 0);
-            let builder = client_builder(self.idle_per_endpoint);
+            let builder = client_builder(self.endpoints.max_connections());
             let pool = match connector {
                 Connector::H2c(connector) => Pool::Plain(builder.clone().http2_only(true).build(connector.clone())),
                 Connector::Tls(connector) => Pool::Tls(builder.build(connector.clone())),
