@@ -285,53 +285,28 @@ impl Upstreams {
         mut request: Request<Body>,
         path_and_query: &str,
     ) -> Result<Response<Driven>, Failure> {
-        let timed_out = || Failure {
-            error: UpstreamError::Timeout("no response headers within upstream_timeout"),
-            nothing_sent: false,
-            eject: true,
+        let sent = async {
+            match &backend.transport {
+                Transport::Http1 => {
+                    *request.uri_mut() = Uri::try_from(path_and_query).map_err(|e| Broke::Unsendable(Box::new(e)))?;
+                    let keep = backend.endpoints.max_connections();
+                    h1::send(endpoint, request, self.connect_timeout, keep).await.map_err(Broke::from)
+                }
+                Transport::Pooled(connector) => {
+                    *request.uri_mut() =
+                        backend.uri(connector, endpoint, path_and_query).map_err(|e| Broke::Unsendable(Box::new(e)))?;
+                    let sent = backend.request(connector, request).await;
+                    sent.map(|response| response.map(Driven::pooled)).map_err(Broke::from)
+                }
+            }
         };
-        let Transport::Pooled(connector) = &backend.transport else {
-            *request.uri_mut() = Uri::try_from(path_and_query).map_err(|e| Failure {
-                error: UpstreamError::Request(Box::new(e)),
-                nothing_sent: true,
-                eject: false,
-            })?;
-            let sent = h1::send(endpoint, request, self.connect_timeout, backend.endpoints.max_connections());
-            return match tokio::time::timeout(self.response_timeout, sent).await {
-                Err(_) => Err(timed_out()),
-                Ok(Ok(response)) => Ok(response),
-                Ok(Err(H1Error::ConnectTimeout)) => {
-                    Err(Failure { error: UpstreamError::Timeout("connect timeout"), nothing_sent: true, eject: true })
-                }
-                Ok(Err(e @ H1Error::Connect(_))) => {
-                    Err(Failure { error: UpstreamError::Unavailable(Box::new(e)), nothing_sent: true, eject: true })
-                }
-                Ok(Err(e @ H1Error::Exchange(_))) => {
-                    Err(Failure { error: UpstreamError::Request(Box::new(e)), nothing_sent: false, eject: false })
-                }
-            };
-        };
-        *request.uri_mut() = backend.uri(connector, endpoint, path_and_query).map_err(|error| Failure {
-            error,
-            nothing_sent: true,
-            eject: false,
-        })?;
-        let sent = backend.request(connector, request);
         match tokio::time::timeout(self.response_timeout, sent).await {
-            Err(_) => Err(timed_out()),
-            Ok(Ok(response)) => Ok(response.map(Driven::pooled)),
-            Ok(Err(e)) if e.is_connect() => Err(Failure {
-                error: if is_timeout(&e) {
-                    UpstreamError::Timeout("connect timeout")
-                } else {
-                    UpstreamError::Unavailable(Box::new(e))
-                },
-                nothing_sent: true,
+            Err(_) => Err(Failure {
+                error: UpstreamError::Timeout("no response headers within upstream_timeout"),
+                nothing_sent: false,
                 eject: true,
             }),
-            Ok(Err(e)) => {
-                Err(Failure { error: UpstreamError::Request(Box::new(e)), nothing_sent: false, eject: false })
-            }
+            Ok(sent) => sent.map_err(Failure::from),
         }
     }
 }
@@ -360,14 +335,52 @@ impl Backend {
         })
     }
 
-    fn uri(&self, connector: &Connector, endpoint: &Endpoint, path_and_query: &str) -> Result<Uri, UpstreamError> {
+    fn uri(&self, connector: &Connector, endpoint: &Endpoint, path_and_query: &str) -> Result<Uri, http::Error> {
         let scheme = if matches!(connector, Connector::Tls(_)) { "https" } else { "http" };
-        Uri::builder()
-            .scheme(scheme)
-            .authority(endpoint.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|e| UpstreamError::Request(Box::new(e)))
+        Uri::builder().scheme(scheme).authority(endpoint.authority.clone()).path_and_query(path_and_query).build()
+    }
+}
+
+/// How an attempt failed, from either client, before the retry rules read it.
+enum Broke {
+    /// The request could not be addressed to the endpoint: nothing was sent.
+    Unsendable(BoxError),
+    ConnectTimeout,
+    /// No connection (refused, unreachable, TLS refused): nothing was sent.
+    Refused(BoxError),
+    /// The exchange broke after the request was handed to a connection.
+    Exchange(BoxError),
+}
+
+impl From<H1Error> for Broke {
+    fn from(e: H1Error) -> Broke {
+        match e {
+            H1Error::ConnectTimeout => Broke::ConnectTimeout,
+            H1Error::Connect(_) => Broke::Refused(Box::new(e)),
+            H1Error::Exchange(_) => Broke::Exchange(Box::new(e)),
+        }
+    }
+}
+
+impl From<hyper_util::client::legacy::Error> for Broke {
+    fn from(e: hyper_util::client::legacy::Error) -> Broke {
+        match (e.is_connect(), is_timeout(&e)) {
+            (true, true) => Broke::ConnectTimeout,
+            (true, false) => Broke::Refused(Box::new(e)),
+            (false, _) => Broke::Exchange(Box::new(e)),
+        }
+    }
+}
+
+impl From<Broke> for Failure {
+    fn from(broke: Broke) -> Failure {
+        let (error, nothing_sent, eject) = match broke {
+            Broke::Unsendable(e) => (UpstreamError::Request(e), true, false),
+            Broke::ConnectTimeout => (UpstreamError::Timeout("connect timeout"), true, true),
+            Broke::Refused(e) => (UpstreamError::Unavailable(e), true, true),
+            Broke::Exchange(e) => (UpstreamError::Request(e), false, false),
+        };
+        Failure { error, nothing_sent, eject }
     }
 }
 
