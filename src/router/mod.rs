@@ -143,13 +143,8 @@ fn upstream_target(route: &Route, path: &str, query: Option<&str>) -> String {
     out
 }
 
-/// The request's host, lowercase and without port (see `request_authority`).
-pub fn request_host(parts: &Parts) -> Result<Option<String>, RouteError> {
-    Ok(request_authority(parts)?.as_ref().map(|a| host_of(a).into_owned()))
-}
-
-/// An authority's host, lowercase, without port or trailing dot (copied only
-/// when it has an uppercase letter).
+/// An authority's host as routes match it: lowercase, without port or
+/// trailing dot (copied only when it has an uppercase letter).
 fn host_of(authority: &http::uri::Authority) -> std::borrow::Cow<'_, str> {
     let host = authority.host().trim_end_matches('.');
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -283,7 +278,10 @@ upstream = "builtin:echo"
 
     #[test]
     fn host_rules_follow_rfc_9112() {
-        let h = |req| request_host(&parts(req)).map_err(|e| e.to_string());
+        let h = |req| {
+            let authority = request_authority(&parts(req)).map_err(|e| e.to_string())?;
+            Ok::<_, String>(authority.as_ref().map(|a| host_of(a).into_owned()))
+        };
         let get = || http::Request::get("/x");
         assert_eq!(
             h(get().header("host", "Api.Example.com:8443").body(()).unwrap()),
