@@ -105,8 +105,9 @@ thread_local! {
 }
 
 impl Idle {
-    fn list(&mut self, endpoint: &Arc<Endpoint>) -> Option<&mut Vec<Pooled>> {
-        let mine = |entry: &&mut (Weak<Endpoint>, Vec<Pooled>)| std::ptr::eq(entry.0.as_ptr(), Arc::as_ptr(endpoint));
+    /// The idle list of the endpoint at `endpoint` (`Arc::as_ptr` or `Weak::as_ptr`).
+    fn list(&mut self, endpoint: *const Endpoint) -> Option<&mut Vec<Pooled>> {
+        let mine = |entry: &&mut (Weak<Endpoint>, Vec<Pooled>)| std::ptr::eq(entry.0.as_ptr(), endpoint);
         self.by_endpoint.iter_mut().find(mine).map(|(_, list)| list)
     }
 
@@ -128,7 +129,7 @@ fn checkout(endpoint: &Arc<Endpoint>) -> Option<Pooled> {
         if now.duration_since(idle.swept) >= SWEEP_EVERY {
             idle.sweep(now);
         }
-        let list = idle.list(endpoint)?;
+        let list = idle.list(Arc::as_ptr(endpoint))?;
         while let Some(mut conn) = list.pop() {
             if now.duration_since(conn.idle_since) < IDLE_FOR && conn.reusable() {
                 return Some(conn);
@@ -146,13 +147,10 @@ fn checkin(endpoint: &Weak<Endpoint>, mut conn: Pooled, keep: usize, cx: &mut Co
         return;
     }
     conn.idle_since = Instant::now();
-    IDLE.with_borrow_mut(|idle| {
-        let mine = |entry: &&mut (Weak<Endpoint>, Vec<Pooled>)| Weak::ptr_eq(&entry.0, endpoint);
-        match idle.by_endpoint.iter_mut().find(mine) {
-            Some((_, list)) if list.len() < keep => list.push(conn),
-            Some(_) => {}
-            None => idle.by_endpoint.push((endpoint.clone(), vec![conn])),
-        }
+    IDLE.with_borrow_mut(|idle| match idle.list(Weak::as_ptr(endpoint)) {
+        Some(list) if list.len() < keep => list.push(conn),
+        Some(_) => {}
+        None => idle.by_endpoint.push((endpoint.clone(), vec![conn])),
     });
 }
 
