@@ -25,35 +25,64 @@ use crate::auth::{Identity, TokenError, claim_path};
 use crate::config::{Headers, UnderscoreHeaders};
 
 /// RFC 9110 §7.6.1 connection-specific fields, plus the legacy ones RFC 7230 named.
-static HOP_BY_HOP: [HeaderName; 9] = [
-    HeaderName::from_static("connection"),
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    HeaderName::from_static("proxy-authenticate"),
-    HeaderName::from_static("proxy-authorization"),
-    HeaderName::from_static("te"),
-    HeaderName::from_static("trailer"),
-    HeaderName::from_static("transfer-encoding"),
-    HeaderName::from_static("upgrade"),
-];
+static HOP_BY_HOP: Names = Names::new(&[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+]);
 
 /// Headers an upstream might route or authorize on, which only a trusted proxy may set.
-static ROUTING_HINTS: [HeaderName; 14] = [
-    HeaderName::from_static("forwarded"),
-    HeaderName::from_static("x-real-ip"),
-    HeaderName::from_static("x-original-url"),
-    HeaderName::from_static("x-original-uri"),
-    HeaderName::from_static("x-rewrite-url"),
-    HeaderName::from_static("x-forwarded-uri"),
-    HeaderName::from_static("x-forwarded-path"),
-    HeaderName::from_static("x-forwarded-prefix"),
-    HeaderName::from_static("x-forwarded-port"),
-    HeaderName::from_static("x-forwarded-server"),
-    HeaderName::from_static("x-envoy-original-path"),
-    HeaderName::from_static("x-http-method-override"),
-    HeaderName::from_static("x-http-method"),
-    HeaderName::from_static("x-method-override"),
-];
+static ROUTING_HINTS: Names = Names::new(&[
+    "forwarded",
+    "x-real-ip",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-forwarded-uri",
+    "x-forwarded-path",
+    "x-forwarded-prefix",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-envoy-original-path",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+]);
+
+/// A fixed list of lowercase names, with the set of their lengths worked
+/// out at compile time: most of a request's names have a length no listed
+/// name has and are passed over without a comparison.
+struct Names {
+    names: &'static [&'static str],
+    lengths: u64,
+}
+
+impl Names {
+    const fn new(names: &'static [&'static str]) -> Names {
+        let mut lengths = 0;
+        let mut i = 0;
+        while i < names.len() {
+            lengths |= length_bit(names[i]);
+            i += 1;
+        }
+        Names { names, lengths }
+    }
+
+    /// Whether `name` is listed, in any `_`/`-` spelling (`same_name`).
+    fn has(&self, name: &str) -> bool {
+        self.lengths & length_bit(name) != 0 && self.names.iter().any(|listed| same_name(listed, name))
+    }
+}
+
+const fn length_bit(name: &str) -> u64 {
+    1 << if name.len() < 63 { name.len() } else { 63 }
+}
 
 /// Removes hop-by-hop headers and every header named in `Connection` (RFC 9110 §7.6.1).
 /// `Host` and `Content-Length` describe the message itself and are never removed this way.
@@ -128,12 +157,12 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             .map(str::trim)
             .filter(|name| !name.is_empty() && !same_name(name, "host") && !same_name(name, "content-length"))
     };
-    let listed_anyway = |name: &str| same_name(name, "close") || HOP_BY_HOP.iter().any(|h| same_name(h.as_str(), name));
+    let listed_anyway = |name: &str| same_name(name, "close") || HOP_BY_HOP.has(name);
     if !tokens().all(listed_anyway) {
         let named: Vec<String> = tokens().map(str::to_ascii_lowercase).collect();
         remove_where(headers, |name| named.iter().any(|n| same_name(name, n)));
     }
-    remove_listed(headers, &HOP_BY_HOP);
+    remove_where(headers, |name| HOP_BY_HOP.has(name));
 }
 
 /// Removes `name` in any `_`/`-` spelling: before the gateway sets it.
@@ -150,16 +179,6 @@ fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
     }
 }
 
-/// Removes the `listed` headers the request has, in any `_`/`-` spelling.
-/// One pass over its (few) names instead of one hashed lookup per listed
-/// name: most requests carry none of them, and a name whose length no
-/// listed name has is passed over without comparing it to each.
-fn remove_listed(headers: &mut HeaderMap, listed: &[HeaderName]) {
-    let length_bit = |name: &str| 1u64 << name.len().min(63);
-    let lengths = listed.iter().fold(0, |mask, name| mask | length_bit(name.as_str()));
-    remove_where(headers, |name| lengths & length_bit(name) != 0 && listed.iter().any(|l| same_name(l.as_str(), name)));
-}
-
 /// Removes every client header with the identity prefix, and the configured
 /// identity headers, in any `_`/`-` spelling.
 pub fn strip_identity(headers: &mut HeaderMap, config: &Headers) {
@@ -174,7 +193,7 @@ pub fn strip_identity(headers: &mut HeaderMap, config: &Headers) {
 
 /// Removes routing hints an untrusted client could use to steer the upstream.
 pub fn strip_routing_hints(headers: &mut HeaderMap) {
-    remove_listed(headers, &ROUTING_HINTS);
+    remove_where(headers, |name| ROUTING_HINTS.has(name));
 }
 
 /// Sets `X-Forwarded-For/-Proto/-Host`. From a trusted proxy the client's
@@ -382,6 +401,17 @@ mod tests {
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1");
         assert!(same_name("X_Auth_User", "x-auth-user") && !same_name("x-auth-users", "x-auth-user"));
+    }
+
+    #[test]
+    fn listed_names_are_found_in_any_spelling_and_no_others() {
+        for list in [&HOP_BY_HOP, &ROUTING_HINTS] {
+            for name in list.names {
+                assert!(list.has(name) && list.has(&name.to_ascii_uppercase().replace('-', "_")), "{name}");
+                assert!(!list.has(&format!("{name}s")) && !list.has(&name[1..]), "{name}");
+            }
+        }
+        assert!(!HOP_BY_HOP.has("user-agent") && !ROUTING_HINTS.has("authorization"));
     }
 
     #[test]
