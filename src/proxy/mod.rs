@@ -48,16 +48,15 @@ struct Notes<'s> {
 
 /// Serves one request; never fails: errors become the spec's responses.
 /// Writes one access line (target `access`) and the request metrics.
-pub async fn handle(mut request: Request<Incoming>, downstream: Downstream, state: &State) -> Response<Body> {
+pub async fn handle(request: Request<Incoming>, downstream: Downstream, state: &State) -> Response<Body> {
     let started = Instant::now();
     let request_id = request_id(request.headers());
-    request.extensions_mut().insert(RequestId(request_id.clone()));
     let method = request.method().clone();
     let grpc = crate::error::is_grpc(request.headers());
     let path = request.uri().path().to_owned();
     let mut notes = Notes { route: Cow::Borrowed("-"), sub: None, decision: None };
     let metrics = &state.metrics;
-    let (mut response, refused) = match serve(request, &downstream, state, &mut notes).await {
+    let (mut response, refused) = match serve(request, &request_id, &downstream, state, &mut notes).await {
         Ok(response) => (response, None),
         Err(error) => {
             let status = error.status();
@@ -96,11 +95,6 @@ pub async fn handle(mut request: Request<Incoming>, downstream: Downstream, stat
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The request's id as the gateway chose it, set on the upstream request
-/// after hop-by-hop removal (a client's `Connection: X-Request-Id` cannot take it away).
-#[derive(Clone)]
-struct RequestId(HeaderValue);
 
 /// Keeps a sane client `X-Request-Id` (so a trace spans systems), else makes
 /// one; either way it goes upstream and back to the client.
@@ -146,6 +140,7 @@ fn new_request_id() -> HeaderValue {
 
 async fn serve<'s>(
     request: Request<Incoming>,
+    request_id: &HeaderValue,
     downstream: &Downstream,
     state: &'s State,
     notes: &mut Notes<'s>,
@@ -186,7 +181,7 @@ async fn serve<'s>(
     };
     let route = target.route;
     let origin = route.cors.as_ref().and_then(|_| parts.headers.get(header::ORIGIN).cloned());
-    let mut response = forward(parts, body, target, authorized, downstream, state).await?;
+    let mut response = forward(parts, body, target, authorized, request_id, downstream, state).await?;
     if let Some(cors) = &route.cors {
         cors::decorate(origin.as_ref(), response.headers_mut(), cors);
     }
@@ -199,6 +194,7 @@ async fn forward(
     body: Incoming,
     target: RouteMatch<'_>,
     authorized: Authorized,
+    request_id: &HeaderValue,
     downstream: &Downstream,
     state: &State,
 ) -> Result<Response<Body>, GatewayError> {
@@ -216,7 +212,7 @@ async fn forward(
     });
     // `TE: trailers` is hop-by-hop, but gRPC needs it said again on the next hop.
     let wants_trailers = web.is_some() || headers::connection_token_listed(&parts.headers, header::TE, "trailers");
-    prepare_headers(&mut parts, &authorized, downstream, state, host.as_ref())?;
+    prepare_headers(&mut parts, &authorized, request_id, downstream, state, host.as_ref())?;
     if websocket.is_some() {
         upgrade::restore_upgrade_headers(&mut parts.headers);
     }
@@ -300,6 +296,7 @@ fn plain(response: Response<Driven>, lease: Lease) -> Response<Body> {
 fn prepare_headers(
     parts: &mut Parts,
     authorized: &Authorized,
+    request_id: &HeaderValue,
     downstream: &Downstream,
     state: &State,
     host: Option<&HeaderValue>,
@@ -307,11 +304,10 @@ fn prepare_headers(
     let config = &state.config.headers;
     let headers = &mut parts.headers;
     headers::remove_hop_by_hop(headers);
-    // Everything the gateway sets comes after hop-by-hop removal.
+    // Everything the gateway sets comes after hop-by-hop removal (a client's
+    // `Connection: X-Request-Id` cannot take the request's id away).
     headers::remove_any_spelling(headers, &REQUEST_ID);
-    if let Some(RequestId(id)) = parts.extensions.get::<RequestId>() {
-        headers.insert(REQUEST_ID, id.clone());
-    }
+    headers.insert(REQUEST_ID, request_id.clone());
     headers::strip_identity(headers, config);
     if !config.forward_token {
         headers.remove(header::AUTHORIZATION);
