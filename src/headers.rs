@@ -55,6 +55,9 @@ static ROUTING_HINTS: Names = Names::new(&[
     "x-method-override",
 ]);
 
+/// The `X-Forwarded-*` headers the gateway sets (`set_forwarded`).
+static FORWARDED: Names = Names::new(&["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]);
+
 /// A fixed list of lowercase names, with the set of their lengths worked
 /// out at compile time: most of a request's names have a length no listed
 /// name has and are passed over without a comparison.
@@ -209,7 +212,7 @@ pub fn set_forwarded(
     let xfp = HeaderName::from_static("x-forwarded-proto");
     let xfh = HeaderName::from_static("x-forwarded-host");
     // Only the one spelling counts, from anyone: another would reach a WSGI app as a second value.
-    remove_where(headers, |name| name.contains('_') && [&xff, &xfp, &xfh].iter().any(|h| same_name(h.as_str(), name)));
+    remove_where(headers, |name| name.contains('_') && FORWARDED.has(name));
     let peer_text = ip_text(peer);
     let chain = if peer_is_trusted {
         let previous: Vec<&str> = headers.get_all(&xff).iter().filter_map(|v| v.to_str().ok()).collect();
@@ -405,7 +408,7 @@ mod tests {
 
     #[test]
     fn listed_names_are_found_in_any_spelling_and_no_others() {
-        for list in [&HOP_BY_HOP, &ROUTING_HINTS] {
+        for list in [&HOP_BY_HOP, &ROUTING_HINTS, &FORWARDED] {
             for name in list.names {
                 assert!(list.has(name) && list.has(&name.to_ascii_uppercase().replace('-', "_")), "{name}");
                 assert!(!list.has(&format!("{name}s")) && !list.has(&name[1..]), "{name}");
