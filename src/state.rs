@@ -19,7 +19,7 @@ pub struct State {
     pub router: Router,
     pub keys: Arc<KeySet>,
     pub verifier: Verifier,
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub tls: Option<crate::tls::Terminator>,
     pub upstream: Upstreams,
     /// The store and its denylist copy; `None` for dry runs (`check`, `explain`).
     pub stores: Option<Arc<crate::store::Stores>>,
@@ -65,7 +65,7 @@ impl State {
         let mut errors = Vec::new();
         let keys = KeySet::load(&config.tokens, mode).map_err(|e| errors.extend(e)).ok();
         let tls = match &config.server.tls {
-            Some(tls) => match crate::tls::acceptor(tls, mode) {
+            Some(tls) => match crate::tls::terminator(tls, mode) {
                 Ok(a) => Some(a),
                 Err(d) => {
                     errors.push(d);

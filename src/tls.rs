@@ -4,19 +4,79 @@
 //! `self_signed = true` and the files are missing (dev only, with a
 //! warning), and the protocol choices: TLS 1.2 and 1.3 only (rustls has no
 //! older versions), ALPN `h2` then `http/1.1`, no 0-RTT early data (a
-//! captured login could be replayed, RFC 8470), no client certificates.
+//! captured login could be replayed, RFC 8470), no client certificates, and
+//! the cipher suite: AES-128-GCM first whatever the client's order, unless
+//! the client lists ChaCha20-Poly1305 first (docs/configuration.md,
+//! `[server.tls]`).
 
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::CipherSuite;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::TlsAcceptor;
+use rustls::server::{Acceptor, ServerConfig};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// A TLS listener's handshakes: the config a client gets depends on the
+/// cipher suites its hello lists.
+#[derive(Clone)]
+pub struct Terminator {
+    /// The gateway's order, AES-128-GCM first: with AES instructions it is
+    /// the cheapest suite, and its SHA-256 key schedule is cheaper than
+    /// AES-256-GCM's SHA-384 one (docs/performance.md).
+    ours: Arc<ServerConfig>,
+    /// The client's order, for a client that lists ChaCha20-Poly1305 first:
+    /// the sign of a device without AES instructions, for which ChaCha20 is
+    /// the fast suite.
+    theirs: Arc<ServerConfig>,
+}
+
+impl Terminator {
+    /// Reads the client's hello, then completes the handshake with the config it calls for.
+    pub async fn accept<IO>(&self, io: IO) -> io::Result<TlsStream<IO>>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let start = LazyConfigAcceptor::new(Acceptor::default(), io).await?;
+        let config = if prefers_chacha(start.client_hello().cipher_suites(), self.ours.crypto_provider()) {
+            &self.theirs
+        } else {
+            &self.ours
+        };
+        start.into_stream(config.clone()).await
+    }
+}
+
+/// Whether the first suite of the client's list that the gateway supports
+/// (GREASE values and unknown suites are passed over) is a ChaCha20 one.
+fn prefers_chacha(offered: &[CipherSuite], provider: &CryptoProvider) -> bool {
+    let supported = |suite: &&CipherSuite| provider.cipher_suites.iter().any(|ours| ours.suite() == **suite);
+    offered.iter().find(supported).is_some_and(|suite| bulk_rank(*suite) == 2)
+}
+
+/// The gateway's preference among the bulk ciphers: AES-128-GCM, then
+/// AES-256-GCM, then ChaCha20-Poly1305 (for TLS 1.3 and TLS 1.2 alike).
+fn bulk_rank(suite: CipherSuite) -> u8 {
+    match suite {
+        CipherSuite::TLS13_AES_128_GCM_SHA256
+        | CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+        | CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 0,
+        CipherSuite::TLS13_AES_256_GCM_SHA384
+        | CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+        | CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => 1,
+        _ => 2,
+    }
+}
 
 use crate::auth::keys::{LoadMode, write_private_file};
 use crate::config::{Diagnostic, Tls};
 
-pub fn acceptor(tls: &Tls, mode: LoadMode) -> Result<TlsAcceptor, Diagnostic> {
+pub fn terminator(tls: &Tls, mode: LoadMode) -> Result<Terminator, Diagnostic> {
     let error = |message: String| Diagnostic { location: tls.location.clone(), message };
     if tls.self_signed && !(tls.cert_file.exists() && tls.key_file.exists()) {
         if mode == LoadMode::CheckOnly {
@@ -51,9 +111,10 @@ fn load_pair(cert_file: &Path, key_file: &Path) -> Result<Pair, String> {
     Ok((certs, key))
 }
 
-fn server_config_for((certs, key): Pair) -> Result<TlsAcceptor, String> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+fn server_config_for((certs, key): Pair) -> Result<Terminator, String> {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.cipher_suites.sort_by_key(|suite| bulk_rank(suite.suite()));
+    let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS setup failed: {e}"))?
         .with_no_client_auth()
@@ -66,7 +127,9 @@ fn server_config_for((certs, key): Pair) -> Result<TlsAcceptor, String> {
     // process and rotated every 6 hours (rustls' aws-lc ticketer).
     config.ticketer =
         rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| format!("cannot set up session tickets: {e}"))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    let theirs = Arc::new(config.clone());
+    config.ignore_client_order = true;
+    Ok(Terminator { ours: Arc::new(config), theirs })
 }
 
 fn self_signed_names() -> Vec<String> {
@@ -85,4 +148,23 @@ fn generate_self_signed() -> Result<Pair, String> {
     let key = PrivateKeyDer::try_from(certified.signing_key.serialize_der())
         .map_err(|e| format!("cannot encode the generated key: {e}"))?;
     Ok((vec![certified.cert.der().clone()], key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clients_first_supported_suite_decides_and_grease_is_passed_over() {
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let grease = CipherSuite::Unknown(0x0a0a);
+        let chacha = CipherSuite::TLS13_CHACHA20_POLY1305_SHA256;
+        let aes256 = CipherSuite::TLS13_AES_256_GCM_SHA384;
+        assert!(prefers_chacha(&[grease, chacha, aes256], &provider));
+        assert!(prefers_chacha(&[CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256], &provider));
+        assert!(!prefers_chacha(&[grease, aes256, chacha], &provider));
+        assert!(!prefers_chacha(&[], &provider));
+        // A suite the gateway does not offer is passed over too.
+        assert!(prefers_chacha(&[CipherSuite::TLS_RSA_WITH_AES_128_CBC_SHA, chacha], &provider));
+    }
 }

@@ -280,3 +280,75 @@ async fn t03_tls_1_1_and_0_rtt_are_refused() {
     .expect("blocking client");
     assert!(!offered_early_data, "the server's tickets allow 0-RTT early data");
 }
+
+/// Handshakes with a client offering `suites` in this order over `version`,
+/// trusting the gateway's certificate; the suite the gateway chose.
+async fn negotiated(
+    gw: &TestGateway,
+    suites: &[rustls::SupportedCipherSuite],
+    version: &'static rustls::SupportedProtocolVersion,
+) -> rustls::CipherSuite {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.cipher_suites = suites.to_vec();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[version])
+        .expect("versions")
+        .with_root_certificates(gateway_roots(gw))
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(gw.https.expect("https listener")).await.expect("connect");
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("TLS handshake");
+    tls.get_ref().1.negotiated_cipher_suite().expect("a suite").suite()
+}
+
+/// AES-128-GCM is chosen over the client's own first choice (cheaper with
+/// AES instructions, and a SHA-256 key schedule), except for a client that
+/// lists ChaCha20-Poly1305 first; a client without AES-128 gets what it
+/// offers. OpenSSL's default order (AES-256 first) is the first case.
+#[tokio::test]
+async fn aes_128_gcm_is_chosen_unless_the_client_leads_with_chacha20() {
+    use rustls::CipherSuite as Suite;
+    use rustls::crypto::aws_lc_rs::cipher_suite::*;
+    use rustls::version::{TLS12, TLS13};
+    let up = Upstream::start().await;
+    let gw = tls_gateway(&up).await;
+
+    let openssl_order = [TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256, TLS13_AES_128_GCM_SHA256];
+    assert_eq!(negotiated(&gw, &openssl_order, &TLS13).await, Suite::TLS13_AES_128_GCM_SHA256);
+    let chacha_first = [TLS13_CHACHA20_POLY1305_SHA256, TLS13_AES_256_GCM_SHA384, TLS13_AES_128_GCM_SHA256];
+    assert_eq!(negotiated(&gw, &chacha_first, &TLS13).await, Suite::TLS13_CHACHA20_POLY1305_SHA256);
+    assert_eq!(negotiated(&gw, &[TLS13_AES_256_GCM_SHA384], &TLS13).await, Suite::TLS13_AES_256_GCM_SHA384);
+    // TLS 1.2, with the generated ECDSA certificate.
+    let tls12 = [
+        TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    ];
+    assert_eq!(negotiated(&gw, &tls12, &TLS12).await, Suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256);
+    let tls12_chacha = [TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256];
+    assert_eq!(negotiated(&gw, &tls12_chacha, &TLS12).await, Suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256);
+
+    // A real OpenSSL client (Python's ssl module) in its default order.
+    let Some(python) = support::python::tool("python", "aes_128_gcm_is_chosen_unless_the_client_leads_with_chacha20")
+    else {
+        return;
+    };
+    let script = "import socket, ssl, sys\n\
+        ctx = ssl.create_default_context(cafile=sys.argv[1])\n\
+        with socket.create_connection(('127.0.0.1', int(sys.argv[2]))) as s:\n\
+        \x20   with ctx.wrap_socket(s, server_hostname='localhost') as t:\n\
+        \x20       print(ctx.get_ciphers()[0]['name'], t.version(), t.cipher()[0])\n";
+    let port = gw.https.expect("https").port().to_string();
+    let cert = gw.dir.path().join("certs/self-signed.crt");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python).args(["-c", script, &cert.to_string_lossy(), &port]).output()
+    })
+    .await
+    .expect("join")
+    .expect("python");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.trim(), "TLS_AES_256_GCM_SHA384 TLSv1.3 TLS_AES_128_GCM_SHA256", "first offered, version, chosen");
+}

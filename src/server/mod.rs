@@ -352,12 +352,12 @@ async fn serve_grpc(tcp: TcpStream, downstream: Downstream, shared: &Arc<Shared>
 
 async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, stop: watch::Receiver<bool>) {
     let state = shared.state.load_full();
-    let Some(acceptor) = state.tls.clone() else {
+    let Some(terminator) = state.tls.clone() else {
         return;
     };
     let timeout = state.config.server.limits.tls_handshake_timeout;
     drop(state);
-    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+    match tokio::time::timeout(timeout, terminator.accept(tcp)).await {
         Ok(Ok(stream)) => serve_http(stream, Downstream { peer, tls: true }, shared, stop).await,
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
