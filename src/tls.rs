@@ -22,6 +22,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use crate::auth::keys::{LoadMode, write_private_file};
+use crate::config::{Diagnostic, Tls};
+
 /// A TLS listener's handshakes: the config a client gets depends on the
 /// cipher suites its hello lists.
 #[derive(Clone)]
@@ -56,11 +59,19 @@ impl Terminator {
 /// (GREASE values and unknown suites are passed over) is a ChaCha20 one.
 fn prefers_chacha(offered: &[CipherSuite], provider: &CryptoProvider) -> bool {
     let supported = |suite: &&CipherSuite| provider.cipher_suites.iter().any(|ours| ours.suite() == **suite);
-    offered.iter().find(supported).is_some_and(|suite| bulk_rank(*suite) == 2)
+    offered.iter().find(supported).is_some_and(|suite| {
+        matches!(
+            suite,
+            CipherSuite::TLS13_CHACHA20_POLY1305_SHA256
+                | CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+                | CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+        )
+    })
 }
 
 /// The gateway's preference among the bulk ciphers: AES-128-GCM, then
-/// AES-256-GCM, then ChaCha20-Poly1305 (for TLS 1.3 and TLS 1.2 alike).
+/// AES-256-GCM, then ChaCha20-Poly1305 and anything else (for TLS 1.3 and
+/// TLS 1.2 alike).
 fn bulk_rank(suite: CipherSuite) -> u8 {
     match suite {
         CipherSuite::TLS13_AES_128_GCM_SHA256
@@ -72,9 +83,6 @@ fn bulk_rank(suite: CipherSuite) -> u8 {
         _ => 2,
     }
 }
-
-use crate::auth::keys::{LoadMode, write_private_file};
-use crate::config::{Diagnostic, Tls};
 
 pub fn terminator(tls: &Tls, mode: LoadMode) -> Result<Terminator, Diagnostic> {
     let error = |message: String| Diagnostic { location: tls.location.clone(), message };
