@@ -206,7 +206,7 @@ pub fn set_forwarded(
     peer: IpAddr,
     peer_is_trusted: bool,
     proto: &'static str,
-    host: Option<&str>,
+    host: Option<&HeaderValue>,
 ) {
     let xff = HeaderName::from_static("x-forwarded-for");
     let xfp = HeaderName::from_static("x-forwarded-proto");
@@ -227,9 +227,9 @@ pub fn set_forwarded(
         headers.insert(xfp, HeaderValue::from_static(proto));
     }
     if !(peer_is_trusted && headers.contains_key(&xfh)) {
-        match host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        match host.filter(|h| h.to_str().is_ok()) {
             Some(v) => {
-                headers.insert(xfh, v);
+                headers.insert(xfh, v.clone());
             }
             None => {
                 headers.remove(xfh);
@@ -396,7 +396,13 @@ mod tests {
         strip_identity(&mut h, &c);
         strip_routing_hints(&mut h);
         remove_hop_by_hop(&mut h);
-        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), false, "http", Some("example.com"));
+        set_forwarded(
+            &mut h,
+            "10.0.0.1".parse().unwrap(),
+            false,
+            "http",
+            Some(&HeaderValue::from_static("example.com")),
+        );
         assert_eq!(
             names(&h),
             ["accept", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x_custom"],
@@ -544,13 +550,13 @@ mod tests {
             || map(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "https"), ("x-forwarded-host", "evil")]);
 
         let mut h = spoof();
-        set_forwarded(&mut h, peer, false, "http", Some("api.example.com"));
+        set_forwarded(&mut h, peer, false, "http", Some(&HeaderValue::from_static("api.example.com")));
         assert_eq!(h["x-forwarded-for"], "10.0.0.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
 
         let mut h = spoof();
-        set_forwarded(&mut h, peer, true, "http", Some("api.example.com"));
+        set_forwarded(&mut h, peer, true, "http", Some(&HeaderValue::from_static("api.example.com")));
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.7");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "evil");

@@ -320,7 +320,7 @@ fn prepare_headers(
     }
     headers::join_cookies(headers);
     let proto = if downstream.tls { "https" } else { "http" };
-    headers::set_forwarded(headers, peer, trusted, proto, host.and_then(|h| h.to_str().ok()));
+    headers::set_forwarded(headers, peer, trusted, proto, host);
     if let Some(identity) = authorized.identity() {
         headers::set_identity(headers, identity, config).map_err(auth::AuthError::from)?;
     }
