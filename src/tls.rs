@@ -14,7 +14,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::CipherSuite;
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{Acceptor, ServerConfig};
@@ -46,41 +45,41 @@ impl Terminator {
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let start = LazyConfigAcceptor::new(Acceptor::default(), io).await?;
-        let config = if prefers_chacha(start.client_hello().cipher_suites(), self.ours.crypto_provider()) {
-            &self.theirs
-        } else {
-            &self.ours
-        };
+        let config = if prefers_chacha(start.client_hello().cipher_suites()) { &self.theirs } else { &self.ours };
         start.into_stream(config.clone()).await
     }
 }
 
-/// Whether the first suite of the client's list that the gateway supports
-/// (GREASE values and unknown suites are passed over) is a ChaCha20 one.
-fn prefers_chacha(offered: &[CipherSuite], provider: &CryptoProvider) -> bool {
-    let supported = |suite: &&CipherSuite| provider.cipher_suites.iter().any(|ours| ours.suite() == **suite);
-    offered.iter().find(supported).is_some_and(|suite| {
-        matches!(
-            suite,
-            CipherSuite::TLS13_CHACHA20_POLY1305_SHA256
-                | CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
-                | CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
-        )
-    })
+/// Whether the first suite of the client's list with a bulk cipher the
+/// gateway offers is a ChaCha20 one (GREASE values and unknown suites are
+/// passed over).
+fn prefers_chacha(offered: &[CipherSuite]) -> bool {
+    offered.iter().map(|suite| bulk(*suite)).find(|bulk| *bulk != Bulk::Other) == Some(Bulk::ChaCha20)
 }
 
-/// The gateway's preference among the bulk ciphers: AES-128-GCM, then
-/// AES-256-GCM, then ChaCha20-Poly1305 and anything else (for TLS 1.3 and
-/// TLS 1.2 alike).
-fn bulk_rank(suite: CipherSuite) -> u8 {
+/// The bulk ciphers of the gateway's suites, in its order of preference
+/// (for TLS 1.3 and TLS 1.2 alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Bulk {
+    Aes128Gcm,
+    Aes256Gcm,
+    ChaCha20,
+    /// Anything else: GREASE, unknown or unoffered suites.
+    Other,
+}
+
+fn bulk(suite: CipherSuite) -> Bulk {
     match suite {
         CipherSuite::TLS13_AES_128_GCM_SHA256
         | CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
-        | CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 0,
+        | CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => Bulk::Aes128Gcm,
         CipherSuite::TLS13_AES_256_GCM_SHA384
         | CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
-        | CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => 1,
-        _ => 2,
+        | CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => Bulk::Aes256Gcm,
+        CipherSuite::TLS13_CHACHA20_POLY1305_SHA256
+        | CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+        | CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => Bulk::ChaCha20,
+        _ => Bulk::Other,
     }
 }
 
@@ -121,7 +120,7 @@ fn load_pair(cert_file: &Path, key_file: &Path) -> Result<Pair, String> {
 
 fn server_config_for((certs, key): Pair) -> Result<Terminator, String> {
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
-    provider.cipher_suites.sort_by_key(|suite| bulk_rank(suite.suite()));
+    provider.cipher_suites.sort_by_key(|suite| bulk(suite.suite()));
     let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS setup failed: {e}"))?
@@ -164,15 +163,18 @@ mod tests {
 
     #[test]
     fn the_clients_first_supported_suite_decides_and_grease_is_passed_over() {
-        let provider = rustls::crypto::aws_lc_rs::default_provider();
         let grease = CipherSuite::Unknown(0x0a0a);
         let chacha = CipherSuite::TLS13_CHACHA20_POLY1305_SHA256;
         let aes256 = CipherSuite::TLS13_AES_256_GCM_SHA384;
-        assert!(prefers_chacha(&[grease, chacha, aes256], &provider));
-        assert!(prefers_chacha(&[CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256], &provider));
-        assert!(!prefers_chacha(&[grease, aes256, chacha], &provider));
-        assert!(!prefers_chacha(&[], &provider));
+        assert!(prefers_chacha(&[grease, chacha, aes256]));
+        assert!(prefers_chacha(&[CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256]));
+        assert!(!prefers_chacha(&[grease, aes256, chacha]));
+        assert!(!prefers_chacha(&[]));
         // A suite the gateway does not offer is passed over too.
-        assert!(prefers_chacha(&[CipherSuite::TLS_RSA_WITH_AES_128_CBC_SHA, chacha], &provider));
+        assert!(prefers_chacha(&[CipherSuite::TLS_RSA_WITH_AES_128_CBC_SHA, chacha]));
+        // Every suite the gateway offers is one of the three it ranks.
+        for suite in rustls::crypto::aws_lc_rs::default_provider().cipher_suites {
+            assert_ne!(bulk(suite.suite()), Bulk::Other, "{:?}", suite.suite());
+        }
     }
 }
