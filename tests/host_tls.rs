@@ -50,6 +50,11 @@ async fn connect(gw: &TestGateway, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    handshake(gw, config).await
+}
+
+/// A TLS handshake with the gateway's https listener as `localhost`.
+async fn handshake(gw: &TestGateway, config: rustls::ClientConfig) -> TlsStream<TcpStream> {
     let tcp = TcpStream::connect(gw.https.expect("https listener")).await.expect("connect");
     TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("localhost").expect("name"), tcp)
@@ -295,11 +300,7 @@ async fn negotiated(
         .expect("versions")
         .with_root_certificates(gateway_roots(gw))
         .with_no_client_auth();
-    let tcp = TcpStream::connect(gw.https.expect("https listener")).await.expect("connect");
-    let tls = TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").expect("name"), tcp)
-        .await
-        .expect("TLS handshake");
+    let tls = handshake(gw, config).await;
     tls.get_ref().1.negotiated_cipher_suite().expect("a suite").suite()
 }
 
