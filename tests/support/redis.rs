@@ -59,6 +59,10 @@ impl RedisServer {
         let mut command = Command::new("redis-server");
         command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            // Redis 7 waits 5 s for more replicas before a diskless full
+            // sync; a replica would take that long to hold anything, as long
+            // as the tests' own bounds on an acknowledged write.
+            .args(["--repl-diskless-sync-delay", "0"])
             .arg("--dir")
             .arg(self.data_dir());
         // Only at first start: a restarted server comes back as it was configured, as after a crash.
