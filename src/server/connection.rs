@@ -23,7 +23,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -267,17 +268,68 @@ async fn drive<C: Graceful>(
         Poll::Pending if park.is_some_and(Awake::crowded) && activity.between_requests() => Poll::Ready(None),
         Poll::Pending => Poll::Pending,
     });
+    // Shutdown and the idle timer, asked only when one of them has news:
+    // the task wakes for every read and write of both of its sockets.
+    let watches = OnWake::new(Box::pin(async {
+        tokio::select! {
+            () = stopped(stop) => false,
+            () = activity.idle(idle) => true,
+        }
+    }));
     tokio::select! {
+        biased;
         ended = until_parked => ended,
-        () = stopped(stop) => {
+        idled = watches => {
+            if idled {
+                tracing::debug!(%peer, "idle connection closed");
+            }
             conn.as_mut().graceful_shutdown();
             Some(conn.await)
         }
-        () = activity.idle(idle) => {
-            tracing::debug!(%peer, "idle connection closed");
-            conn.as_mut().graceful_shutdown();
-            Some(conn.await)
+    }
+}
+
+/// A future polled only after its own waker fired (and once at first), not
+/// on every wake of the task that awaits it.
+struct OnWake<F> {
+    inner: Pin<Box<F>>,
+    flag: Arc<WakeFlag>,
+    waker: std::task::Waker,
+}
+
+struct WakeFlag {
+    woken: AtomicBool,
+    task: futures_util::task::AtomicWaker,
+}
+
+impl std::task::Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl<F: Future> OnWake<F> {
+    fn new(inner: Pin<Box<F>>) -> OnWake<F> {
+        let flag = Arc::new(WakeFlag { woken: AtomicBool::new(true), task: Default::default() });
+        OnWake { inner, waker: std::task::Waker::from(flag.clone()), flag }
+    }
+}
+
+impl<F: Future> Future for OnWake<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        this.flag.task.register(cx.waker());
+        if !this.flag.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
         }
+        this.inner.as_mut().poll(&mut Context::from_waker(&this.waker))
     }
 }
 
