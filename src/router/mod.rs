@@ -44,13 +44,14 @@ pub struct RouteMatch<'r> {
 #[derive(Debug)]
 pub struct Router {
     routes: Vec<Route>,
-    /// Route path -> indices into `routes`, most specific first.
-    by_path: HashMap<String, Vec<usize>>,
+    /// Route path -> indices into `routes`, most specific first (foldhash, not
+    /// SipHash: the keys are the config's, a client only looks them up).
+    by_path: HashMap<String, Vec<usize>, foldhash::fast::FixedState>,
 }
 
 impl Router {
     pub fn new(routes: Vec<Route>) -> Router {
-        let mut by_path: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_path: HashMap<String, Vec<usize>, _> = HashMap::with_hasher(foldhash::fast::FixedState::default());
         for (i, r) in routes.iter().enumerate() {
             by_path.entry(r.path.clone()).or_default().push(i);
         }

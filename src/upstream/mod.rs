@@ -288,7 +288,16 @@ impl Upstreams {
         let sent = async {
             match &backend.transport {
                 Transport::Http1 => {
-                    *request.uri_mut() = Uri::try_from(path_and_query).map_err(|e| Broke::Unsendable(Box::new(e)))?;
+                    // The client's origin-form target, when it is exactly what
+                    // the upstream gets, goes as it is (no copy, no second parse).
+                    let uri = request.uri();
+                    let unchanged = uri.scheme().is_none()
+                        && uri.authority().is_none()
+                        && uri.path_and_query().is_some_and(|target| target.as_str() == path_and_query);
+                    if !unchanged {
+                        *request.uri_mut() =
+                            Uri::try_from(path_and_query).map_err(|e| Broke::Unsendable(Box::new(e)))?;
+                    }
                     let keep = backend.endpoints.max_connections();
                     h1::send(endpoint, request, self.connect_timeout, keep).await.map_err(Broke::from)
                 }
