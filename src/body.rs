@@ -144,20 +144,21 @@ impl BodyFault {
 
 /// The request body toward an upstream, streamed without buffering: cut off
 /// once more than `limit` bytes have passed (0 = no limit) or when it is not
-/// all there after `timeout` (zero = no bound). `BodyFault` says why it stopped.
-pub fn guarded<B>(body: B, limit: u64, timeout: std::time::Duration) -> (Body, std::sync::Arc<BodyFault>)
+/// all there after `timeout` (zero = no bound). `BodyFault` says why it
+/// stopped; there is none for an empty body, which cannot stop early.
+pub fn guarded<B>(body: B, limit: u64, timeout: std::time::Duration) -> (Body, Option<std::sync::Arc<BodyFault>>)
 where
     B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    let fault = std::sync::Arc::new(BodyFault::default());
     // Most requests have no body: nothing to guard, no timer to set.
     if hyper::body::Body::is_end_stream(&body) {
-        return (stream(body), fault);
+        return (stream(body), None);
     }
+    let fault = std::sync::Arc::new(BodyFault::default());
     let deadline = (!timeout.is_zero()).then(|| Box::pin(tokio::time::sleep(timeout)));
     let left = if limit == 0 { u64::MAX } else { limit };
-    (Guarded { inner: body, left, deadline, fault: fault.clone() }.boxed_unsync(), fault)
+    (Guarded { inner: body, left, deadline, fault: fault.clone() }.boxed_unsync(), Some(fault))
 }
 
 struct Guarded<B> {

@@ -74,6 +74,7 @@ mod tests {
             issued_at: 0,
             scopes: vec![],
             claims: Default::default(),
+            header_values: Default::default(),
         })))
     }
 

@@ -23,7 +23,7 @@ use http::request::Parts;
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
 
-use crate::auth::{self, Authorized};
+use crate::auth::{self, Authenticated, Authorized};
 use crate::body::{self, Body};
 use crate::config::Upstream;
 use crate::decide::{Decision, decide};
@@ -41,6 +41,9 @@ struct Notes<'s> {
     /// The matched route's path, `endpoint`, `authz:<route>` for a decision,
     /// or `-` (borrowed from the config where it can be: no copy a request).
     route: Cow<'s, str>,
+    /// The authenticated caller of a route (its `sub` is logged: kept, not copied).
+    caller: Option<Authenticated>,
+    /// A decision's subject.
     sub: Option<String>,
     /// For a decision request: `allow` or `deny`.
     decision: Option<&'static str>,
@@ -53,8 +56,10 @@ pub async fn handle(request: Request<Incoming>, downstream: Downstream, state: &
     let request_id = request_id(request.headers());
     let method = request.method().clone();
     let grpc = crate::error::is_grpc(request.headers());
-    let path = request.uri().path().to_owned();
-    let mut notes = Notes { route: Cow::Borrowed("-"), sub: None, decision: None };
+    // Only the access line needs its own copy of the path.
+    let logged = tracing::enabled!(target: crate::logs::ACCESS, tracing::Level::INFO);
+    let path = if logged { request.uri().path().to_owned() } else { String::new() };
+    let mut notes = Notes { route: Cow::Borrowed("-"), caller: None, sub: None, decision: None };
     let metrics = &state.metrics;
     let (mut response, refused) = match serve(request, &request_id, &downstream, state, &mut notes).await {
         Ok(response) => (response, None),
@@ -84,7 +89,7 @@ pub async fn handle(request: Request<Incoming>, downstream: Downstream, state: &
         route = &*notes.route,
         status,
         latency_ms = latency.as_secs_f64() * 1000.0,
-        sub = notes.sub.as_deref().unwrap_or("-"),
+        sub = notes.caller.as_ref().map(|c| c.sub.as_str()).or(notes.sub.as_deref()).unwrap_or("-"),
         client_ip = %downstream.peer.ip(),
         request_id = request_id.to_str().unwrap_or("-"),
         error = code,
@@ -123,7 +128,23 @@ fn id_text(prefix: &[u8], n: u64) -> HeaderValue {
         let nibble = (n >> (4 * (digits - 1 - i))) & 0xf;
         *byte = b"0123456789abcdef"[nibble as usize];
     }
-    HeaderValue::from_bytes(&id[..start + digits]).unwrap_or(HeaderValue::from_static("-"))
+    // Shared from the start: the id is cloned into the upstream request and
+    // the response, and a value copied from a slice would allocate again on
+    // its first clone.
+    let id = bytes::Bytes::from_owner(IdText { id, len: start + digits });
+    HeaderValue::from_maybe_shared(id).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// A request id's bytes, owned by the `Bytes` that holds them.
+struct IdText {
+    id: [u8; 12 + 1 + 16],
+    len: usize,
+}
+
+impl AsRef<[u8]> for IdText {
+    fn as_ref(&self) -> &[u8] {
+        &self.id[..self.len]
+    }
 }
 
 /// A process-unique id: a random prefix chosen at start and a counter (no
@@ -175,7 +196,7 @@ async fn serve<'s>(
         }
         Decision::Route { target, caller, verdict } => {
             notes.route = Cow::Borrowed(&target.route.path);
-            notes.sub = caller.map(|c| c.sub.clone());
+            notes.caller = caller;
             (target, verdict?)
         }
     };
@@ -249,7 +270,7 @@ async fn forward(
     let sent = state.upstream.send(target.index, parts, &target.upstream_path_and_query, body, &state.metrics).await;
     // A failed exchange whose request body stopped early failed on the client's side.
     if sent.is_err() {
-        match fault.get() {
+        match fault.as_deref().and_then(body::BodyFault::get) {
             Some(body::Fault::TooLarge) => return Err(GatewayError::PayloadTooLarge),
             Some(body::Fault::Malformed) => return Err(GatewayError::BadRequest("the request body is malformed")),
             Some(body::Fault::Slow) => return Err(GatewayError::BodyTimeout),
@@ -320,7 +341,7 @@ fn prepare_headers(
     }
     headers::join_cookies(headers);
     let proto = if downstream.tls { "https" } else { "http" };
-    headers::set_forwarded(headers, peer, trusted, proto, host);
+    headers::set_forwarded(headers, &downstream.peer_text, trusted, proto, host);
     if let Some(identity) = authorized.identity() {
         headers::set_identity(headers, identity, config).map_err(auth::AuthError::from)?;
     }

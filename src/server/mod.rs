@@ -291,7 +291,7 @@ async fn accept_loop(listener: TcpListener, kind: Kind, shared: Arc<Shared>, mut
         // One spawn per kind, so that each task is sized for its own kind's state.
         match kind {
             Kind::Plain => tokio::spawn(async move {
-                serve_http(tcp, Downstream { peer, tls: false }, &shared, stop).await;
+                serve_http(tcp, Downstream::new(peer, false), &shared, stop).await;
                 drop(open);
             }),
             Kind::Tls => tokio::spawn(async move {
@@ -303,7 +303,7 @@ async fn accept_loop(listener: TcpListener, kind: Kind, shared: Arc<Shared>, mut
                 drop(open);
             }),
             Kind::Grpc => tokio::spawn(async move {
-                serve_grpc(tcp, Downstream { peer, tls: false }, &shared, stop).await;
+                serve_grpc(tcp, Downstream::new(peer, false), &shared, stop).await;
                 drop(open);
             }),
         };
@@ -343,11 +343,12 @@ async fn serve_admin(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, sto
 /// The `[authz] grpc` listener: Envoy's gRPC `ext_authz` over HTTP/2 (prior knowledge).
 async fn serve_grpc(tcp: TcpStream, downstream: Downstream, shared: &Arc<Shared>, stop: watch::Receiver<bool>) {
     let state = shared.state.clone();
+    let peer = downstream.peer;
     let handler = move |request| {
-        let state = state.load_full();
+        let (state, downstream) = (state.load_full(), downstream.clone());
         async move { crate::authz::grpc::handle(request, downstream, &state).await }
     };
-    connection::serve(tcp, downstream.peer, handler, &shared.protocols, stop).await;
+    connection::serve(tcp, peer, handler, &shared.protocols, stop).await;
 }
 
 async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, stop: watch::Receiver<bool>) {
@@ -358,7 +359,7 @@ async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, stop:
     let timeout = state.config.server.limits.tls_handshake_timeout;
     drop(state);
     match tokio::time::timeout(timeout, terminator.accept(tcp)).await {
-        Ok(Ok(stream)) => serve_http(stream, Downstream { peer, tls: true }, shared, stop).await,
+        Ok(Ok(stream)) => serve_http(stream, Downstream::new(peer, true), shared, stop).await,
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
@@ -369,11 +370,12 @@ where
     IO: connection::Socket,
 {
     let state = shared.state.clone();
+    let peer = downstream.peer;
     let handler = move |request| {
-        let state = state.load_full();
+        let (state, downstream) = (state.load_full(), downstream.clone());
         // Boxed once here, the request's future is not copied again as hyper
         // and the connection's wrappers move it (it is a few KiB).
         Box::pin(async move { crate::proxy::handle(request, downstream, &state).await })
     };
-    connection::serve(io, downstream.peer, handler, &shared.protocols, stop).await;
+    connection::serve(io, peer, handler, &shared.protocols, stop).await;
 }

@@ -71,6 +71,7 @@ mod tests {
             issued_at: 0,
             scopes: vec![],
             claims: serde_json::Map::new(),
+            header_values: Default::default(),
         })
     }
 

@@ -81,7 +81,7 @@ impl Verifier {
         };
         let roles = claims::roles(claims::claim_path(&claims, &issuer.config.roles_claim), RolesShape::ListOrWords)?;
         let scopes = claims::scopes(&claims);
-        Ok(Identity { sub, roles, jti, expires_at, issued_at, scopes, claims })
+        Ok(Identity { sub, roles, jti, expires_at, issued_at, scopes, claims, header_values: Default::default() })
     }
 }
 

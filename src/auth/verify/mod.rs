@@ -82,7 +82,14 @@ pub struct Identity {
     pub scopes: Vec<String>,
     /// Every claim, as verified.
     pub claims: Map<String, Value>,
+    /// The identity headers' values (`headers::set_identity`), made on first
+    /// use: a cached token's once, not on each request.
+    pub header_values: IdentityValues,
 }
+
+/// `X-Auth-User` and `X-Auth-Roles` (when there are roles) as header
+/// values, or why the claims cannot be sent as headers.
+pub type IdentityValues = std::sync::OnceLock<Result<(http::HeaderValue, Option<http::HeaderValue>), &'static str>>;
 
 impl Identity {
     /// The login session (`sid`) the token belongs to, when it names one.

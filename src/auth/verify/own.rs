@@ -107,6 +107,6 @@ impl Verifier {
         self.check_times(now, expires_at, Some(issued_at), self.max_lifetime)?;
         let roles = claims::roles(claims.get("roles"), RolesShape::List)?;
         let scopes = claims::scopes(&claims);
-        Ok(Identity { sub, roles, jti, expires_at, issued_at, scopes, claims })
+        Ok(Identity { sub, roles, jti, expires_at, issued_at, scopes, claims, header_values: Default::default() })
     }
 }
