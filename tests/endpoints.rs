@@ -255,14 +255,18 @@ def answer(p):
     return request.environ["REMOTE_PORT"]
 "#;
 
-/// The TCP state of the loopback connection from local port `port`, if it
-/// is still there (`/proc/net/tcp`: 01 established, 08 close-wait).
-fn tcp_state(port: u16) -> Option<String> {
+/// The TCP state of the loopback connection from local port `port` to
+/// `remote`, if it is still there (`/proc/net/tcp`: 01 established, 08
+/// close-wait). Both ends count: another test's connection may have had
+/// the same local port, and linger in TIME_WAIT.
+fn tcp_state(port: u16, remote: SocketAddr) -> Option<String> {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
     let local = format!("0100007F:{port:04X}");
+    let remote = format!("0100007F:{:04X}", remote.port());
     table.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields.get(1) == Some(&local.as_str())).then(|| fields[3].to_owned())
+        (fields.get(1) == Some(&local.as_str()) && fields.get(2) == Some(&remote.as_str()))
+            .then(|| fields[3].to_owned())
     })
 }
 
@@ -286,11 +290,11 @@ async fn connections_are_reused_and_one_the_endpoint_closed_is_not() {
     }
     assert_eq!(ports.len(), 1, "one connection for twenty requests in a row: {ports:?}");
     let first = *ports.first().unwrap();
-    assert_eq!(tcp_state(first).as_deref(), Some("01"), "the idle connection is kept open");
+    assert_eq!(tcp_state(first, addr).as_deref(), Some("01"), "the idle connection is kept open");
 
     // gunicorn closes it after its keep-alive: the gateway's end sees the FIN.
     let closed = support::eventually(Duration::from_secs(10), || async {
-        tcp_state(first).is_none_or(|state| state != "01").then_some(())
+        tcp_state(first, addr).is_none_or(|state| state != "01").then_some(())
     })
     .await;
     assert!(closed.is_some(), "gunicorn did not close the idle connection");

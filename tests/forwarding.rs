@@ -58,6 +58,31 @@ async fn request_heads_over_the_limits_are_431() {
 }
 
 #[tokio::test]
+async fn header_counts_around_hypers_own_limit_of_100() {
+    // The built-in echo answers: a test upstream would refuse past 100 itself.
+    let echo = "[[route]]\npath = \"/\"\nupstream = \"builtin:echo\"\nauth = \"none\"\n";
+    // `n` fields in all, with `Host` and `Connection`.
+    let head = |n: usize| {
+        let many: String = (0..n - 2).map(|i| format!("X-H{i}: v\r\n")).collect();
+        format!("GET /x HTTP/1.1\r\nHost: localhost\r\n{many}Connection: close\r\n\r\n")
+    };
+    // The default, 100: left to hyper's own count.
+    let gw = TestGateway::start(echo).await;
+    assert_eq!(raw(gw.http, head(100).as_bytes()).await.0, 200);
+    assert_eq!(raw(gw.http, head(101).as_bytes()).await.0, 431);
+    // Below 100, the gateway's count refuses what hyper would take.
+    let options = Options { limits: "max_headers = 50".into(), ..Options::default() };
+    let gw = TestGateway::start_with(echo, options).await;
+    assert_eq!(raw(gw.http, head(50).as_bytes()).await.0, 200);
+    assert_eq!(raw(gw.http, head(51).as_bytes()).await.0, 431);
+    // Above it, hyper is told the gateway's limit.
+    let options = Options { limits: "max_headers = 150".into(), ..Options::default() };
+    let gw = TestGateway::start_with(echo, options).await;
+    assert_eq!(raw(gw.http, head(150).as_bytes()).await.0, 200);
+    assert_eq!(raw(gw.http, head(151).as_bytes()).await.0, 431);
+}
+
+#[tokio::test]
 async fn a_token_over_8_kib_is_refused_without_parsing() {
     let up = Upstream::start().await;
     let gw = TestGateway::start(&format!("[[route]]\npath = \"/\"\nupstream = \"{}\"\n", up.url())).await;

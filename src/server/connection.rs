@@ -48,6 +48,9 @@ use crate::config::Limits;
 /// wait for a request; beyond it, waiting ones are parked.
 pub const AWAKE_LIMIT: usize = 512;
 
+/// hyper's HTTP/1 header count limit when it is given none.
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// The client preface that opens every HTTP/2 connection (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -70,8 +73,14 @@ impl Protocols {
             .header_read_timeout(limits.header_read_timeout)
             // hyper answers 431 itself when a head outgrows its buffer; the exact
             // per-field limit is checked again in `proxy::serve`.
-            .max_buf_size(limits.max_header_bytes.max(8192) + 4096)
-            .max_headers(limits.max_headers);
+            .max_buf_size(limits.max_header_bytes.max(8192) + 4096);
+        // hyper reads up to 100 fields into arrays on the stack, and answers
+        // 431 beyond; `proxy::serve` counts again against the configured limit.
+        // A larger limit needs hyper's own, whose arrays it fills for every
+        // request (some 1,700 instructions a request at 100).
+        if limits.max_headers > HYPER_MAX_HEADERS {
+            http1.max_headers(limits.max_headers);
+        }
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
