@@ -107,6 +107,14 @@ pub fn normalize(path: &str) -> Result<String, NormalizeError> {
     let Some(rest) = path.strip_prefix('/') else {
         return Err(NormalizeError::NotAbsolute);
     };
+    if is_normal(rest) {
+        return Ok(path.to_owned());
+    }
+    resolve(path, rest)
+}
+
+/// `normalize` the long way: segment by segment.
+fn resolve(path: &str, rest: &str) -> Result<String, NormalizeError> {
     let mut segments: Vec<String> = Vec::new();
     let mut trailing_slash = false;
     let mut raw = rest.split('/').peekable();
@@ -139,6 +147,20 @@ pub fn normalize(path: &str) -> Result<String, NormalizeError> {
     Ok(out)
 }
 
+/// Whether a path (after its first `/`) is already what `normalize` makes
+/// of it, as most are: raw `pchar`s and `/` only (no escape, no `;`), no
+/// empty segment but a last one (a trailing slash), no `.` or `..`.
+fn is_normal(rest: &str) -> bool {
+    let mut segments = rest.split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        if (segment.is_empty() && !last) || segment == "." || segment == ".." {
+            return false;
+        }
+    }
+    rest.bytes().all(|b| b == b'/' || (is_pchar(b) && b != b';'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::NormalizeError::*;
@@ -146,6 +168,30 @@ mod tests {
 
     fn check(input: &str, expected: Result<&str, NormalizeError>) {
         assert_eq!(normalize(input).as_deref().map_err(|e| *e), expected, "input: {input:?}");
+    }
+
+    /// The shortcut for a path already normal agrees with the long way, on
+    /// paths made of the bytes that matter (`/`, `.`, `%`, `;`, `\\`, hex, letters).
+    #[test]
+    fn the_shortcut_agrees_with_the_long_way() {
+        use proptest::prelude::*;
+        let mut runner = proptest::test_runner::TestRunner::default();
+        let paths = proptest::string::string_regex("/[a/.%;\\\\2eEfF~_-]{0,12}").unwrap();
+        runner
+            .run(&paths, |path| {
+                let rest = &path[1..];
+                if is_normal(rest) {
+                    prop_assert_eq!(resolve(&path, rest), Ok(path.clone()));
+                }
+                Ok(())
+            })
+            .unwrap();
+        for normal in ["/", "/a", "/a/", "/a/b.c/~d_e-f/", "/.well-known/x", "/a..b/...", "/@:!$&'()*+,="] {
+            assert!(is_normal(&normal[1..]), "{normal}");
+        }
+        for not in ["//", "/a//b", "/.", "/./a", "/a/..", "/a/../b", "/a%2e", "/a;b", "/a\\b", "/a b"] {
+            assert!(!is_normal(&not[1..]), "{not}");
+        }
     }
 
     #[test]

@@ -179,14 +179,16 @@ pub async fn send(
     keep: usize,
 ) -> Result<Response<Driven>, H1Error> {
     if request.headers().contains_key(http::header::UPGRADE) {
-        return upgrade(endpoint, request, connect_timeout).await;
+        return Box::pin(upgrade(endpoint, request, connect_timeout)).await;
     }
     let mut pooled = checkout(endpoint);
     loop {
         let reused = pooled.is_some();
         let mut conn = match pooled.take() {
             Some(conn) => conn,
-            None => connect(endpoint, connect_timeout).await?,
+            // Boxed: a new connection is the rare case, and its future is larger
+            // than the rest of a request's, which is allocated and moved whole.
+            None => Box::pin(connect(endpoint, connect_timeout)).await?,
         };
         let sent = conn.sender.try_send_request(request);
         let mut sent = std::pin::pin!(sent);
