@@ -206,13 +206,14 @@ pub fn set_forwarded(
     proto: &'static str,
     host: Option<&HeaderValue>,
 ) {
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let xfp = HeaderName::from_static("x-forwarded-proto");
-    let xfh = HeaderName::from_static("x-forwarded-host");
+    // Constants: `from_static` checks its name when it runs.
+    const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+    const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
     // Only the one spelling counts, from anyone: another would reach a WSGI app as a second value.
     remove_where(headers, |name| name.contains('_') && FORWARDED.has(name));
     let previous: Vec<&str> = match peer_is_trusted {
-        true => headers.get_all(&xff).iter().filter_map(|v| v.to_str().ok()).collect(),
+        true => headers.get_all(&XFF).iter().filter_map(|v| v.to_str().ok()).collect(),
         false => Vec::new(),
     };
     let chain = match previous.as_slice() {
@@ -220,18 +221,18 @@ pub fn set_forwarded(
         _ => HeaderValue::from_str(&format!("{}, {}", previous.join(", "), peer.to_str().unwrap_or("unknown"))).ok(),
     };
     if let Some(v) = chain {
-        headers.insert(xff, v);
+        headers.insert(XFF, v);
     }
-    if !(peer_is_trusted && headers.contains_key(&xfp)) {
-        headers.insert(xfp, HeaderValue::from_static(proto));
+    if !(peer_is_trusted && headers.contains_key(&XFP)) {
+        headers.insert(XFP, HeaderValue::from_static(proto));
     }
-    if !(peer_is_trusted && headers.contains_key(&xfh)) {
+    if !(peer_is_trusted && headers.contains_key(&XFH)) {
         match host.filter(|h| h.to_str().is_ok()) {
             Some(v) => {
-                headers.insert(xfh, v.clone());
+                headers.insert(XFH, v.clone());
             }
             None => {
-                headers.remove(xfh);
+                headers.remove(XFH);
             }
         }
     }
