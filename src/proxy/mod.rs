@@ -76,7 +76,11 @@ pub async fn handle(request: Request<Incoming>, downstream: Downstream, state: &
             (response, Some(refused))
         }
     };
-    response.headers_mut().insert(REQUEST_ID, request_id.clone());
+    // Unique to the request: HTTP/2's header compression is told not to keep
+    // it (entering it in the table would only push out values that repeat).
+    let mut echoed = request_id.clone();
+    echoed.set_sensitive(true);
+    response.headers_mut().insert(REQUEST_ID, echoed);
     let status = response.status().as_u16();
     let latency = started.elapsed();
     metrics.request(&notes.route, status);
