@@ -94,16 +94,43 @@ pub enum ReadError {
 /// trickling its body must not hold an endpoint), for the gateway's own
 /// small bodies (endpoints, echo); never used on the proxy path.
 pub async fn read_capped(
-    body: hyper::body::Incoming,
+    mut body: hyper::body::Incoming,
     limit: usize,
     timeout: std::time::Duration,
 ) -> Result<Bytes, ReadError> {
-    let collecting = http_body_util::Limited::new(body, limit).collect();
-    let collected = tokio::time::timeout(timeout, collecting).await.map_err(|_| ReadError::Timeout)?;
-    let collected = collected.map_err(|e| {
-        if e.is::<http_body_util::LengthLimitError>() { ReadError::TooLarge(limit) } else { ReadError::Malformed(e) }
-    })?;
-    Ok(collected.to_bytes())
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut kept = bytes::BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(ReadError::Timeout),
+            Ok(None) => return Ok(kept.freeze()),
+            Ok(Some(frame)) => frame.map_err(|e| ReadError::Malformed(Box::new(e)))?,
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        if kept.len() + data.len() > limit {
+            drain(&mut body, deadline).await;
+            return Err(ReadError::TooLarge(limit));
+        }
+        kept.extend_from_slice(&data);
+    }
+}
+
+/// What of an over-long body is read and dropped before the 413 goes out.
+/// A client still writing its body when the connection closes meets a
+/// reset, not the answer (the unread bytes make the close a reset); read
+/// to its end, a modestly over-long body gets its 413, as nginx's
+/// lingering close gives it. Past this, or the body's deadline, the rest
+/// is left unread.
+const DRAIN_AFTER_LIMIT: usize = 8 * 1024 * 1024;
+
+async fn drain(body: &mut hyper::body::Incoming, deadline: tokio::time::Instant) {
+    let mut left = DRAIN_AFTER_LIMIT;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, body.frame()).await {
+        match frame.data_ref().map_or(0, Bytes::len) {
+            n if n >= left => return,
+            n => left -= n,
+        }
+    }
 }
 
 /// Why a request body toward an upstream stopped early; read after a failed
