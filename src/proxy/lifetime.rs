@@ -68,7 +68,7 @@ impl Caller {
             let mut every = tokio::time::interval(REVOCATION_CHECK);
             loop {
                 every.tick().await;
-                if stores.denylist.is_revoked(&self.jti, &self.sub, self.issued_at, || self.session.as_deref()) {
+                if stores.denylist.is_revoked(&self.jti, &self.sub, self.issued_at, self.session.as_deref()) {
                     return;
                 }
             }
