@@ -123,6 +123,15 @@ pub async fn read_capped(
 /// is left unread.
 const DRAIN_AFTER_LIMIT: usize = 8 * 1024 * 1024;
 
+/// Reads and drops a body refused for its declared length, within
+/// `timeout`, when all of it can be (at most `DRAIN_AFTER_LIMIT`): only a
+/// body read to its end spares the client the reset.
+pub async fn discard(mut body: hyper::body::Incoming, declared: u64, timeout: std::time::Duration) {
+    if declared <= DRAIN_AFTER_LIMIT as u64 {
+        drain(&mut body, tokio::time::Instant::now() + timeout).await;
+    }
+}
+
 async fn drain(body: &mut hyper::body::Incoming, deadline: tokio::time::Instant) {
     let mut left = DRAIN_AFTER_LIMIT;
     while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, body.frame()).await {

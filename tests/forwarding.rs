@@ -180,3 +180,33 @@ async fn a_broken_or_trickled_request_body_is_the_clients_fault() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(started.elapsed() < std::time::Duration::from_millis(1500), "upstream_timeout is 1 s; body_timeout 300 ms");
 }
+
+/// Regression: a body declared over the route's `max_body_bytes` was
+/// answered 413 and the connection closed with the body unread, so a
+/// client still writing it met a reset (a broken pipe) instead of the
+/// answer. A modest excess is now read and dropped first; nothing of it is
+/// forwarded. With `Expect: 100-continue` nothing is invited: the client
+/// gets its 413 before it sends the body.
+#[tokio::test]
+async fn a_declared_body_over_the_routes_limit_gets_its_413_not_a_reset() {
+    use support::client::send;
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&format!(
+        "[[route]]\npath = \"/\"\nupstream = \"{}\"\nauth = \"none\"\nmax_body_bytes = 65536\n",
+        up.url()
+    ))
+    .await;
+    let body = bytes::Bytes::from(vec![b'x'; 6 * 1024 * 1024]);
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let r = send(http::Method::POST, &gw.url("/upload"), &[], body.clone()).await;
+        assert_eq!((r.status, r.code().as_str()), (413, "payload_too_large"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    }
+    let expect = "POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 6291456\r\nExpect: 100-continue\r\n\r\n";
+    let (status, text) = raw(gw.http, expect.as_bytes()).await;
+    assert_eq!(status, 413, "{text}");
+    assert!(!text.contains("100 Continue"), "the body was invited: {text}");
+    assert_eq!(up.count(), 0, "an over-long body reached the upstream");
+    assert_eq!(send(http::Method::POST, &gw.url("/small"), &[], bytes::Bytes::from_static(b"ok")).await.status, 200);
+}

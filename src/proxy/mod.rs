@@ -223,6 +223,8 @@ async fn forward(
     downstream: &Downstream,
     state: &State,
 ) -> Result<Response<Body>, GatewayError> {
+    // Asked before the headers are prepared for the next hop.
+    let may_drain = parts.version < Version::HTTP_2 && !parts.headers.contains_key(header::EXPECT);
     let websocket = upgrade::websocket_request(&mut parts)?;
     // gRPC-Web is translated for an HTTP/2 upstream (h2c://, or https:// where ALPN picks h2).
     let web = match &target.route.upstream {
@@ -263,7 +265,13 @@ async fn forward(
     }
 
     let limit = target.route.max_body_bytes;
-    if limit > 0 && headers::content_length(&parts.headers).is_some_and(|n| n > limit) {
+    if let Some(declared) = headers::content_length(&parts.headers).filter(|&n| limit > 0 && n > limit) {
+        // Read to its end, a modest body gets its 413, not a reset (HTTP/1
+        // only: an HTTP/2 stream is reset alone; a client that waits for
+        // `100 Continue` is not invited to send it).
+        if may_drain {
+            body::discard(body, declared, state.config.server.limits.request_body_timeout).await;
+        }
         return Err(GatewayError::PayloadTooLarge);
     }
     // An h2c upstream's streams (gRPC client and bidi streaming) live as long
