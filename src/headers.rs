@@ -242,9 +242,7 @@ pub fn set_forwarded(
 /// header value as it is (control bytes, or a role that would change meaning
 /// when comma-joined) refuses the token; nothing is escaped or dropped.
 pub fn set_identity(headers: &mut HeaderMap, identity: &Identity, config: &Headers) -> Result<(), TokenError> {
-    let value = |text: &str| {
-        HeaderValue::from_bytes(text.as_bytes()).map_err(|_| TokenError::Claims("a claim is not a valid header value"))
-    };
+    let value = |text: &str| claim_value(text.as_bytes()).map_err(TokenError::Claims);
     let (user, roles) =
         identity.header_values.get_or_init(|| identity_values(identity)).as_ref().map_err(|e| TokenError::Claims(e))?;
     headers.insert(config.user.clone(), user.clone());
@@ -274,17 +272,21 @@ pub fn set_identity(headers: &mut HeaderMap, identity: &Identity, config: &Heade
 
 /// `sub` and the comma-joined roles as header values (`Identity::header_values`).
 fn identity_values(identity: &Identity) -> Result<(HeaderValue, Option<HeaderValue>), &'static str> {
-    const NOT_A_VALUE: &str = "a claim is not a valid header value";
-    let user = HeaderValue::from_bytes(identity.sub.as_bytes()).map_err(|_| NOT_A_VALUE)?;
+    let user = claim_value(identity.sub.as_bytes())?;
     if identity.roles.iter().any(|r| r.is_empty() || r.contains(',') || r.trim() != r) {
         return Err("a role is empty, has a comma or surrounding spaces");
     }
     // No roles: no header at all (an empty one reads as "a role named ''" to some apps).
     let roles = match identity.roles.as_slice() {
         [] => None,
-        roles => Some(HeaderValue::from_bytes(roles.join(",").as_bytes()).map_err(|_| NOT_A_VALUE)?),
+        roles => Some(claim_value(roles.join(",").as_bytes())?),
     };
     Ok((user, roles))
+}
+
+/// A claim's text as a header value, as it is: nothing escaped or dropped.
+fn claim_value(text: &[u8]) -> Result<HeaderValue, &'static str> {
+    HeaderValue::from_bytes(text).map_err(|_| "a claim is not a valid header value")
 }
 
 /// A string, number or boolean as header text; `None` for anything else.
