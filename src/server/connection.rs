@@ -171,10 +171,8 @@ where
         // Parked: hyper's state goes; the socket, and any bytes hyper had read, stay.
         tracing::trace!(%peer, "parked");
         drop(awake);
-        let Some(parts) = Pin::into_inner(conn).into_parts() else { return Ok(()) };
-        service = parts.service;
-        io = parts.io.into_inner().into_inner();
-        io.push_back(parts.read_buf);
+        let Some((kept, socket)) = take_apart(conn) else { return Ok(()) };
+        (service, io) = (kept, socket);
         if !io.prefix.is_empty() {
             tracing::trace!(%peer, bytes = io.prefix.len(), "parked with part of a request; served again");
             continue;
@@ -192,6 +190,23 @@ where
             return Ok(());
         }
     }
+}
+
+/// hyper's HTTP/1 connection as `serve_http1` makes it.
+type Http1<IO, S> = http1::UpgradeableConnection<TokioIo<Tracked<Prefixed<IO>>>, S>;
+
+/// A parked connection's service and socket, with whatever hyper had read
+/// put back in front of it. Apart from `serve_http1`, so that hyper's parts
+/// take no room in every connection's task while it waits.
+fn take_apart<IO, S>(conn: Pin<Box<Http1<IO, S>>>) -> Option<(S, Prefixed<IO>)>
+where
+    IO: Socket,
+    S: hyper::service::HttpService<Incoming, ResBody = CountedBody, Error = Infallible> + Unpin,
+{
+    let parts = Pin::into_inner(conn).into_parts()?;
+    let mut io = parts.io.into_inner().into_inner();
+    io.push_back(parts.read_buf);
+    Some((parts.service, io))
 }
 
 /// One HTTP/1 connection holding hyper's state, counted while alive.
