@@ -171,8 +171,8 @@ where
         // Parked: hyper's state goes; the socket, and any bytes hyper had read, stay.
         tracing::trace!(%peer, "parked");
         drop(awake);
-        let Some((kept, socket)) = take_apart(conn) else { return Ok(()) };
-        (service, io) = (kept, socket);
+        let Some(apart) = take_apart(conn) else { return Ok(()) };
+        (service, io) = apart;
         if !io.prefix.is_empty() {
             tracing::trace!(%peer, bytes = io.prefix.len(), "parked with part of a request; served again");
             continue;
