@@ -413,7 +413,26 @@ async fn j10_to_j13_headers_framing_and_jwe() {
     ];
     cases
         .push(("hostile header JSON, 2,000 deep".into(), bearer(format!("{}.{p}.{sig}", b64_text(&"[".repeat(2000))))));
+    // Header texts json! cannot write, each signed as it stands (RFC 7515
+    // §4: a repeated member is refused, not read as its last value).
+    let raw_header =
+        |text: &str| bearer(sign_raw_es256(&format!("{}.{}", b64_text(text), b64_text(&admin_claims().to_string()))));
+    for (name, text) in [
+        ("alg twice", r#"{"alg":"none","typ":"at+jwt","kid":"es256","alg":"ES256"}"#),
+        ("kid twice", r#"{"alg":"ES256","typ":"at+jwt","kid":"nope","kid":"es256"}"#),
+        ("typ twice", r#"{"alg":"ES256","typ":"JWT","kid":"es256","typ":"at+jwt"}"#),
+        ("kid null", r#"{"alg":"ES256","typ":"at+jwt","kid":null}"#),
+        ("typ null", r#"{"alg":"ES256","typ":null,"kid":"es256"}"#),
+        ("crit null", r#"{"alg":"ES256","typ":"at+jwt","kid":"es256","crit":null}"#),
+        ("header as an array", r#"["ES256","at+jwt","es256"]"#),
+    ] {
+        cases.push((name.to_owned(), raw_header(text)));
+    }
     refused_all(&rig, "J10-J13", &cases).await;
+    // The control: the same raw signing, with escapes in the members, passes.
+    let escaped = raw_header(r#"{"alg":"ES256","typ":"at+\u006Awt","kid":"es\u00325\u0036"}"#);
+    let (status, _) = support::client::raw_get(rig.gw.http, "/admin/x", &format!("Authorization: {escaped}\r\n")).await;
+    assert_eq!(status, 200, "escaped header members are read as the strings they spell");
 
     // Bytes an HTTP client would refuse to send: raw socket, same 401.
     for (name, value) in [

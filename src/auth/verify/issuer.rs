@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use std::str::FromStr;
 
 use super::claims::{self, RolesShape};
+use super::header::{JoseHeader, Member};
 use super::{Identity, MAX_JTI_BYTES, TokenError, Verifier, decode_error, validation};
 use crate::auth::trusted::{Issuer, KeyMiss};
 
@@ -16,13 +17,13 @@ impl Verifier {
     pub(super) fn verify_trusted(
         &self,
         token: &str,
-        header: &Map<String, Value>,
+        header: &JoseHeader,
         issuer: &Issuer,
     ) -> Result<Identity, TokenError> {
         let config = &issuer.config;
-        check_trusted_typ(header, config.require_typ.as_deref())?;
-        let kid = header.get("kid").and_then(Value::as_str);
-        let alg = header.get("alg").and_then(Value::as_str).and_then(|a| Algorithm::from_str(a).ok());
+        check_trusted_typ(&header.typ, config.require_typ.as_deref())?;
+        let kid = header.kid.as_str();
+        let alg = header.alg.as_str().and_then(|a| Algorithm::from_str(a).ok());
         let (algorithm, key) = match issuer.key_for(kid, alg) {
             Ok(found) => found,
             Err(KeyMiss::UnknownKid) => {
@@ -89,11 +90,11 @@ impl Verifier {
 /// with or without `application/`), else anything an access token is typed
 /// as: absent, `JWT`, `at+jwt`. Any other (`id_token+jwt`, `logout+jwt`,
 /// `dpop+jwt`, ...) is a token for something else.
-pub(super) fn check_trusted_typ(header: &Map<String, Value>, required: Option<&str>) -> Result<(), TokenError> {
-    let typ = match header.get("typ") {
-        None => None,
-        Some(Value::String(t)) => Some(t.as_str()),
-        Some(_) => return Err(TokenError::Header("typ is not a string")),
+pub(super) fn check_trusted_typ(typ: &Member, required: Option<&str>) -> Result<(), TokenError> {
+    let typ = match typ {
+        Member::Absent => None,
+        Member::Str(t) => Some(t.as_ref()),
+        Member::NotString => return Err(TokenError::Header("typ is not a string")),
     };
     let bare = |t: &str| {
         let lower = t.to_ascii_lowercase();

@@ -16,23 +16,26 @@
 //! `cache.rs`: the verified-token cache; `problems.rs`: every reason at once,
 //! for `explain`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::{DecodeSliceError, Engine};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 mod cache;
 mod claims;
+mod header;
 mod issuer;
 mod own;
 mod problems;
 
 use self::cache::VerifyCache;
 pub use self::claims::{claim_path, scopes};
+use self::header::JoseHeader;
 use super::keys::{KeySet, VerifyKey};
 use super::trusted::Issuer;
 use crate::config::Tokens;
@@ -172,14 +175,16 @@ impl Verifier {
         if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
             return Err(TokenError::Malformed("empty part"));
         }
+        let mut header_buf = [0u8; 512];
         let header_json =
-            URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| TokenError::Malformed("header is not base64url"))?;
-        let header: Map<String, Value> =
-            serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed("header is not a JSON object"))?;
+            decode_part(header_b64, &mut header_buf).ok_or(TokenError::Malformed("header is not base64url"))?;
+        let header = JoseHeader::parse(&header_json)
+            .ok_or(TokenError::Malformed("header is not a JSON object, or repeats a member"))?;
         refuse_dangerous_headers(&header)?;
         // Decoded once, for the issuer choice and the claims.
+        let mut payload_buf = [0u8; 2048];
         let payload =
-            URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| TokenError::Malformed("payload is not base64url"))?;
+            decode_part(payload_b64, &mut payload_buf).ok_or(TokenError::Malformed("payload is not base64url"))?;
         let claims: Map<String, Value> =
             serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed("payload is not a JSON object"))?;
         // The issuer picks the key set before any key is tried: a token is
@@ -192,9 +197,10 @@ impl Verifier {
         let check = self.key_for(&header)?;
         let claims = match &check.prepared {
             Some(prepared) => {
-                let signature = URL_SAFE_NO_PAD
-                    .decode(signature_b64)
-                    .map_err(|_| TokenError::Malformed("signature is not base64url"))?;
+                // RSA-8192's signature is 1,024 bytes, the longest of any algorithm.
+                let mut signature_buf = [0u8; 1024];
+                let signature = decode_part(signature_b64, &mut signature_buf)
+                    .ok_or(TokenError::Malformed("signature is not base64url"))?;
                 let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
                 if !prepared.verify(signing_input, &signature) {
                     return Err(TokenError::BadSignature);
@@ -298,22 +304,31 @@ fn validation(
 /// Headers no token of ours or of a trusted issuer needs, each a known attack:
 /// `crit` (RFC 7515 §4.1.11: we understand no extension), `b64` (RFC 7797),
 /// keys embedded or fetched from the token (`jku`, `jwk`, `x5u`, `x5c`), JWE.
-fn refuse_dangerous_headers(header: &Map<String, Value>) -> Result<(), TokenError> {
-    if header.contains_key("crit") {
+fn refuse_dangerous_headers(header: &JoseHeader) -> Result<(), TokenError> {
+    if header.crit {
         return Err(TokenError::Header("crit"));
     }
-    if header.contains_key("b64") {
+    if header.b64 {
         return Err(TokenError::Header("b64"));
     }
-    for remote in ["jku", "jwk", "x5u", "x5c"] {
-        if header.contains_key(remote) {
-            return Err(TokenError::Header("embedded or remote key reference"));
-        }
+    if header.jku || header.jwk || header.x5u || header.x5c {
+        return Err(TokenError::Header("embedded or remote key reference"));
     }
-    if header.contains_key("enc") || header.contains_key("zip") {
+    if header.enc || header.zip {
         return Err(TokenError::Header("JWE"));
     }
     Ok(())
+}
+
+/// A base64url part of a token, decoded into `buf` when it fits there (no
+/// allocation on the request's path), else onto the heap; `None` when it
+/// is not base64url.
+fn decode_part<'b>(part: &str, buf: &'b mut [u8]) -> Option<Cow<'b, [u8]>> {
+    match URL_SAFE_NO_PAD.decode_slice(part, buf) {
+        Ok(n) => Some(Cow::Borrowed(&buf[..n])),
+        Err(DecodeSliceError::OutputSliceTooSmall) => URL_SAFE_NO_PAD.decode(part).ok().map(Cow::Owned),
+        Err(DecodeSliceError::DecodeError(_)) => None,
+    }
 }
 
 fn decode_error(e: jsonwebtoken::errors::Error) -> TokenError {

@@ -4,27 +4,28 @@
 use serde_json::{Map, Value};
 
 use super::claims::{self, RolesShape};
+use super::header::{JoseHeader, Member};
 use super::{Identity, KeyCheck, MAX_JTI_BYTES, TokenError, Verifier};
 use jsonwebtoken::Algorithm;
 use std::str::FromStr;
 
 impl Verifier {
     /// Our own keys: `kid` picks the key, `alg` must be its algorithm.
-    pub(super) fn key_for(&self, header: &Map<String, Value>) -> Result<&KeyCheck, TokenError> {
+    pub(super) fn key_for(&self, header: &JoseHeader) -> Result<&KeyCheck, TokenError> {
         // RFC 9068 §2.1: own access tokens are typed; media types compare case-insensitively.
-        match header.get("typ").and_then(Value::as_str) {
+        match header.typ.as_str() {
             Some(t) if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") => {}
             _ => return Err(TokenError::Header("typ is not at+jwt")),
         }
-        let alg = match header.get("alg").and_then(Value::as_str).map(Algorithm::from_str) {
+        let alg = match header.alg.as_str().map(Algorithm::from_str) {
             Some(Ok(a)) => a,
             _ => return Err(TokenError::Header("alg missing or not supported")),
         };
-        let kid = match header.get("kid") {
-            Some(Value::String(k)) => k.as_str(),
-            Some(_) => return Err(TokenError::Header("kid is not a string")),
+        let kid = match &header.kid {
+            Member::Str(k) => k,
+            Member::NotString => return Err(TokenError::Header("kid is not a string")),
             // Without `kid` only a single configured key may be used.
-            None => self.sole.as_deref().ok_or(TokenError::UnknownKey)?,
+            Member::Absent => self.sole.as_deref().ok_or(TokenError::UnknownKey)?,
         };
         let check = self.keys.get(kid).ok_or(TokenError::UnknownKey)?;
         if check.key.algorithm != alg {

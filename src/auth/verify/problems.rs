@@ -5,6 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use super::Verifier;
+use super::header::Member;
 use super::issuer::check_trusted_typ;
 
 impl Verifier {
@@ -32,7 +33,7 @@ impl Verifier {
         let mut out = Vec::new();
         match trusted {
             Some(t) => {
-                if let Err(e) = check_trusted_typ(&header, t.config.require_typ.as_deref()) {
+                if let Err(e) = check_trusted_typ(&Member::of(header.get("typ")), t.config.require_typ.as_deref()) {
                     out.push(e.to_string());
                 }
                 if ["nonce", "at_hash", "c_hash", "s_hash"].iter().any(|c| claims.contains_key(*c)) {
