@@ -189,10 +189,13 @@ fn explain_lists_every_reason_a_token_is_refused() {
     let claims =
         serde_json::json!({"iss": "someone-else", "aud": "other", "sub": "alice", "exp": 1_000_000, "jti": "j"});
     parts[1] = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims.to_string());
+    // And a header that names its `alg` twice (the gateway refuses it whole).
+    let header = r#"{"alg":"HS256","typ":"at+jwt","alg":"ES256"}"#;
+    parts[0] = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header);
     let out = authgate(dir.path(), &["explain", "--token", &parts.join("."), "GET", "/x"]);
     let stdout = text(&out.stdout);
     assert!(stdout.contains("decision: deny 401"), "{stdout}");
-    for reason in ["iss \"someone-else\"", "aud [\"other\"]", "expired"] {
+    for reason in ["iss \"someone-else\"", "aud [\"other\"]", "expired", "the header repeats a member"] {
         assert!(stdout.contains(reason), "{reason} missing:\n{stdout}");
     }
 }

@@ -61,7 +61,7 @@ impl<'a> JoseHeader<'a> {
 
 /// One header member as sent.
 #[derive(Debug, Default, PartialEq)]
-pub(crate) enum Member<'a> {
+pub(super) enum Member<'a> {
     #[default]
     Absent,
     /// A string (borrowed unless it had escapes).

@@ -1,8 +1,8 @@
 //! Token verification: from a compact JWS to a verified `Identity`.
 //!
 //! Owns every check of docs/endpoints.md step 6, cheapest first: size (before any
-//! parsing), framing and base64url, the header (no `crit`, no `b64`, no
-//! embedded or remote keys, `typ: at+jwt`), the key by `kid` with its one
+//! parsing), framing and base64url, the header (each member once, no
+//! `crit`, no `b64`, no embedded or remote keys, `typ: at+jwt`), the key by `kid` with its one
 //! pinned algorithm, then the signature and the registered claims through
 //! jsonwebtoken with every validation flag set explicitly, then the claim
 //! types jsonwebtoken is lenient about (`iss` must be a string, `iat` not in
@@ -10,7 +10,8 @@
 //! never tries a second key.
 //!
 //! Here: the dispatch (`verify`: cache, framing, header, then ours or a
-//! trusted issuer's by `iss`) and the types. `own.rs`: our own tokens (the
+//! trusted issuer's by `iss`) and the types. `header.rs`: the JOSE header's
+//! members, read without a map; `own.rs`: our own tokens (the
 //! key by `kid`, validity, claims); `issuer.rs`: a trusted issuer's tokens;
 //! `claims.rs`: the claim readers both use (roles, scopes, dates, paths);
 //! `cache.rs`: the verified-token cache; `problems.rs`: every reason at once,

@@ -5,7 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use super::Verifier;
-use super::header::Member;
+use super::header::{JoseHeader, Member};
 use super::issuer::check_trusted_typ;
 
 impl Verifier {
@@ -17,9 +17,16 @@ impl Verifier {
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part?).ok()?).ok()
         };
         let mut parts = token.split('.');
-        let (Some(header), Some(claims)) = (decode(parts.next()), decode(parts.next())) else {
+        let header_b64 = parts.next();
+        let (Some(header), Some(claims)) = (decode(header_b64), decode(parts.next())) else {
             return vec!["not a JWS: the header or the payload is not base64url JSON".to_owned()];
         };
+        let mut out = Vec::new();
+        // The map above keeps a repeated member's last value; `verify` refuses it.
+        let header_json = header_b64.and_then(|h| URL_SAFE_NO_PAD.decode(h).ok()).unwrap_or_default();
+        if JoseHeader::parse(&header_json).is_none() {
+            out.push("the header repeats a member".to_owned());
+        }
         let now = jsonwebtoken::get_current_timestamp();
         let trusted = self.issuer_for(&claims).ok().flatten();
         let (issuers, audience, max_lifetime): (Vec<&str>, &[String], u64) = match trusted {
@@ -30,7 +37,6 @@ impl Verifier {
             ),
             None => (vec![self.issuer.as_str()], &self.audience, self.max_lifetime),
         };
-        let mut out = Vec::new();
         match trusted {
             Some(t) => {
                 if let Err(e) = check_trusted_typ(&Member::of(header.get("typ")), t.config.require_typ.as_deref()) {
