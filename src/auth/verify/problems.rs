@@ -13,17 +13,20 @@ impl Verifier {
     /// without the signature (for `explain`: `verify` stops at the first).
     /// Empty when nothing but the signature or the key could be at fault.
     pub fn problems(&self, token: &str) -> Vec<String> {
-        let decode = |part: Option<&str>| -> Option<Map<String, Value>> {
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part?).ok()?).ok()
+        // Each part decoded once: the header's bytes are read as a map here,
+        // and again below as `verify` reads them.
+        type Object = Map<String, Value>;
+        let read = || -> Option<(Vec<u8>, Object, Object)> {
+            let mut parts = token.split('.').map(|part| URL_SAFE_NO_PAD.decode(part).ok());
+            let (header_json, payload) = (parts.next()??, parts.next()??);
+            let (header, claims) = (serde_json::from_slice(&header_json).ok()?, serde_json::from_slice(&payload).ok()?);
+            Some((header_json, header, claims))
         };
-        let mut parts = token.split('.');
-        let header_b64 = parts.next();
-        let (Some(header), Some(claims)) = (decode(header_b64), decode(parts.next())) else {
+        let Some((header_json, header, claims)) = read() else {
             return vec!["not a JWS: the header or the payload is not base64url JSON".to_owned()];
         };
         let mut out = Vec::new();
-        // The map above keeps a repeated member's last value; `verify` refuses it.
-        let header_json = header_b64.and_then(|h| URL_SAFE_NO_PAD.decode(h).ok()).unwrap_or_default();
+        // The map keeps a repeated member's last value; `verify` refuses it.
         if JoseHeader::parse(&header_json).is_none() {
             out.push("the header repeats a member".to_owned());
         }
