@@ -368,9 +368,16 @@ mod tests {
             expires_at: 0,
             issued_at: 0,
             scopes: vec![],
-            claims: claims.as_object().unwrap().clone(),
+            claims: claims.as_object().unwrap().clone().into(),
             header_values: Default::default(),
         }
+    }
+
+    /// `alice()` with `extra`'s claims added (replacing any of the same name).
+    fn alice_with(extra: serde_json::Value) -> Identity {
+        let mut claims = (*alice().claims).clone();
+        claims.extend(extra.as_object().unwrap().clone());
+        Identity { claims: claims.into(), ..alice() }
     }
 
     #[test]
@@ -499,16 +506,14 @@ mod tests {
         let cfg = config(
             "[headers]\nclaims = { \"realm_access.roles\" = \"X-Auth-Realm-Roles\", \"org.id\" = \"X-Auth-Org\" }",
         );
-        let mut id = alice();
-        id.claims.insert("realm_access".into(), serde_json::json!({"roles": ["a", "b"]}));
-        id.claims.insert("org".into(), serde_json::json!({"id": 7}));
+        let id = alice_with(serde_json::json!({"realm_access": {"roles": ["a", "b"]}, "org": {"id": 7}}));
         let mut h = HeaderMap::new();
         set_identity(&mut h, &id, &cfg).unwrap();
         assert_eq!(h["x-auth-realm-roles"], "a,b");
         assert_eq!(h["x-auth-org"], "7");
-        id.claims.insert("realm_access".into(), serde_json::json!({"roles": ["a,admin"]}));
+        let id = alice_with(serde_json::json!({"realm_access": {"roles": ["a,admin"]}}));
         assert!(set_identity(&mut HeaderMap::new(), &id, &cfg).is_err(), "a comma inside an element would split it");
-        id.claims.insert("realm_access".into(), serde_json::json!({"roles": [{"x": 1}]}));
+        let id = alice_with(serde_json::json!({"realm_access": {"roles": [{"x": 1}]}}));
         assert!(set_identity(&mut HeaderMap::new(), &id, &cfg).is_err());
     }
 

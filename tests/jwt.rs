@@ -524,6 +524,19 @@ async fn j17_j21_claim_types_and_numeric_edges() {
             cases.push((format!("{claim} = {edge}"), bearer(token)));
         }
     }
+    // A claim no check reads is parsed as strictly as one that is read: the
+    // claims map built later for a claim asked by name must hold them all.
+    let raw_claims = |extra: &str| {
+        let payload = with(admin_claims(), "extra", json!("EXTRA")).to_string().replace("\"EXTRA\"", extra);
+        let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": "es256"});
+        sign_raw_es256(&format!("{}.{}", b64_text(&header.to_string()), b64_text(&payload)))
+    };
+    for extra in ["1e400", r#"[{"x":-1e400}]"#, r#""\ud800""#, r#"{"a":[1,{"b":1e400}]}"#] {
+        cases.push((format!("unread claim = {extra}"), bearer(raw_claims(extra))));
+    }
+    let repeated = admin_claims().to_string().replacen('{', r#"{"sub":"mallory","roles":["admin"],"#, 1);
+    let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": "es256"});
+    let last_wins = sign_raw_es256(&format!("{}.{}", b64_text(&header.to_string()), b64_text(&repeated)));
     // exp far in the future: refused by max_lifetime (tokens.access_ttl by default).
     cases.push((
         "exp in 10 years".into(),
@@ -537,6 +550,20 @@ async fn j17_j21_claim_types_and_numeric_edges() {
         )),
     ));
     refused_all(&rig, "J17/J21", &cases).await;
+    // The controls: the same raw signing with numbers in range and nested
+    // claims passes, and of a repeated claim the last one counts, as in
+    // the claims map (the identity headers say which).
+    let (status, _) = support::client::raw_get(
+        rig.gw.http,
+        "/admin/x",
+        &format!("Authorization: Bearer {}\r\n", raw_claims(r#"{"a":[1e308,-1,null,{"b":"\u0061"}]}"#)),
+    )
+    .await;
+    assert_eq!(status, 200, "an unread claim in range, nested");
+    let (status, text) =
+        support::client::raw_get(rig.gw.http, "/admin/x", &format!("Authorization: Bearer {last_wins}\r\n")).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(rig.up.last().headers["x-auth-user"], "alice", "the last `sub` counts");
 }
 
 /// Signs `header.payload` text with the P-256 key (ECDSA, fixed-size r||s).

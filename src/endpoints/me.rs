@@ -10,5 +10,5 @@ use crate::state::State;
 
 pub async fn me(parts: &Parts, state: &State) -> Result<Response<Body>, GatewayError> {
     let caller = super::caller(parts, state).await?;
-    Ok(super::json_response(StatusCode::OK, &Value::Object(caller.claims.clone())))
+    Ok(super::json_response(StatusCode::OK, &Value::Object((*caller.claims).clone())))
 }

@@ -70,7 +70,7 @@ mod tests {
             expires_at,
             issued_at: 0,
             scopes: vec![],
-            claims: serde_json::Map::new(),
+            claims: Default::default(),
             header_values: Default::default(),
         })
     }

@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::TokenError;
+use super::payload::Claim;
 
 /// What a roles claim may look like.
 #[derive(Clone, Copy)]
@@ -14,28 +15,22 @@ pub(super) enum RolesShape {
     ListOrWords,
 }
 
-/// The roles in `value` (absent or null: none).
-pub(super) fn roles(value: Option<&Value>, shape: RolesShape) -> Result<Vec<String>, TokenError> {
-    match (value, shape) {
-        (None, _) | (Some(Value::Null), RolesShape::ListOrWords) => Ok(Vec::new()),
-        (Some(Value::String(s)), RolesShape::ListOrWords) => {
-            Ok(s.split_ascii_whitespace().map(str::to_owned).collect())
-        }
-        (Some(Value::Array(list)), _) => list
-            .iter()
-            .map(|r| r.as_str().map(str::to_owned))
-            .collect::<Option<Vec<_>>>()
-            .ok_or(TokenError::Claims("roles is not a list of strings")),
-        (Some(_), _) => Err(TokenError::Claims("roles is not a list of strings")),
+/// The roles in a roles claim (absent: none).
+pub(super) fn roles(claim: &Claim, shape: RolesShape) -> Result<Vec<String>, TokenError> {
+    match (claim, shape) {
+        (Claim::Absent, _) | (Claim::Null, RolesShape::ListOrWords) => Ok(Vec::new()),
+        (Claim::Str(s), RolesShape::ListOrWords) => Ok(s.split_ascii_whitespace().map(str::to_owned).collect()),
+        (Claim::List { strings, only_strings: true }, _) => Ok(strings.iter().map(|r| r.to_string()).collect()),
+        _ => Err(TokenError::Claims("roles is not a list of strings")),
     }
 }
 
 /// `scope` ("a b c") or `scp` (["a", "b"] or "a b").
-pub fn scopes(claims: &Map<String, Value>) -> Vec<String> {
+pub(super) fn scopes(scope: &Claim, scp: &Claim) -> Vec<String> {
     let words = |s: &str| s.split_ascii_whitespace().map(str::to_owned).collect::<Vec<_>>();
-    match (claims.get("scope"), claims.get("scp")) {
-        (Some(Value::String(s)), _) | (None, Some(Value::String(s))) => words(s),
-        (None, Some(Value::Array(list))) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+    match (scope, scp) {
+        (Claim::Str(s), _) | (Claim::Absent, Claim::Str(s)) => words(s),
+        (Claim::Absent, Claim::List { strings, .. }) => strings.iter().map(|s| s.to_string()).collect(),
         _ => Vec::new(),
     }
 }

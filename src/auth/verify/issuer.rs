@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use super::claims::{self, RolesShape};
 use super::header::{JoseHeader, Member};
+use super::payload::Claim;
 use super::{Identity, MAX_JTI_BYTES, TokenError, Verifier, decode_error, validation};
 use crate::auth::trusted::{Issuer, KeyMiss};
 
@@ -80,8 +81,12 @@ impl Verifier {
             Some(Value::String(j)) if j.len() <= MAX_JTI_BYTES => j.clone(),
             Some(_) => return Err(TokenError::Claims("jti")),
         };
-        let roles = claims::roles(claims::claim_path(&claims, &issuer.config.roles_claim), RolesShape::ListOrWords)?;
-        let scopes = claims::scopes(&claims);
+        let roles = claims::roles(
+            &Claim::of(claims::claim_path(&claims, &issuer.config.roles_claim)),
+            RolesShape::ListOrWords,
+        )?;
+        let scopes = claims::scopes(&Claim::of(claims.get("scope")), &Claim::of(claims.get("scp")));
+        let claims = claims.into();
         Ok(Identity { sub, roles, jti, expires_at, issued_at, scopes, claims, header_values: Default::default() })
     }
 }

@@ -11,15 +11,16 @@
 //!
 //! Here: the dispatch (`verify`: cache, framing, header, then ours or a
 //! trusted issuer's by `iss`) and the types. `header.rs`: the JOSE header's
-//! members, read without a map; `own.rs`: our own tokens (the
-//! key by `kid`, validity, claims); `issuer.rs`: a trusted issuer's tokens;
-//! `claims.rs`: the claim readers both use (roles, scopes, dates, paths);
-//! `cache.rs`: the verified-token cache; `problems.rs`: every reason at once,
-//! for `explain`.
+//! members, read without a map; `payload.rs`: the claims our checks read,
+//! likewise (the whole map is built only when a claim is asked for by name);
+//! `own.rs`: our own tokens (the key by `kid`, validity, claims);
+//! `issuer.rs`: a trusted issuer's tokens; `claims.rs`: the claim readers
+//! both use (roles, scopes, paths); `cache.rs`: the verified-token cache;
+//! `problems.rs`: every reason at once, for `explain`.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::{DecodeSliceError, Engine};
@@ -32,11 +33,13 @@ mod claims;
 mod header;
 mod issuer;
 mod own;
+mod payload;
 mod problems;
 
 use self::cache::VerifyCache;
-pub use self::claims::{claim_path, scopes};
+pub use self::claims::claim_path;
 use self::header::JoseHeader;
+use self::payload::{Claim, Payload};
 use super::keys::{KeySet, VerifyKey};
 use super::trusted::Issuer;
 use crate::config::Tokens;
@@ -85,7 +88,7 @@ pub struct Identity {
     /// OAuth scopes: `scope` (space-separated) or `scp` (a list, as Okta and Azure send it).
     pub scopes: Vec<String>,
     /// Every claim, as verified.
-    pub claims: Map<String, Value>,
+    pub claims: Claims,
     /// The identity headers' values (`headers::set_identity`), made on first
     /// use: a cached token's once, not on each request.
     pub header_values: IdentityValues,
@@ -94,6 +97,40 @@ pub struct Identity {
 /// `X-Auth-User` and `X-Auth-Roles` (when there are roles) as header
 /// values, or why the claims cannot be sent as headers.
 pub type IdentityValues = std::sync::OnceLock<Result<(http::HeaderValue, Option<http::HeaderValue>), &'static str>>;
+
+/// Every claim of a verified token, as a map: a trusted issuer's as
+/// jsonwebtoken decoded them; ours parsed from the payload the first time
+/// a claim is asked for by name (most requests never do), as `LazyLock`
+/// would.
+#[derive(Debug, Clone, Default)]
+pub struct Claims {
+    /// Our token's payload, checked by `Payload::parse`: it parses as a map.
+    payload: Box<[u8]>,
+    map: OnceLock<Map<String, Value>>,
+}
+
+impl Claims {
+    /// A token of ours whose `payload` `Payload::parse` accepted.
+    fn unparsed(payload: &[u8]) -> Claims {
+        Claims { payload: payload.into(), map: OnceLock::new() }
+    }
+}
+
+impl From<Map<String, Value>> for Claims {
+    fn from(map: Map<String, Value>) -> Claims {
+        Claims { payload: Box::default(), map: OnceLock::from(map) }
+    }
+}
+
+impl std::ops::Deref for Claims {
+    type Target = Map<String, Value>;
+
+    fn deref(&self) -> &Map<String, Value> {
+        // Cannot fail: `Payload::parse` accepts exactly what this does
+        // (payload.rs). An empty map would only hide claims, never add one.
+        self.map.get_or_init(|| serde_json::from_slice(&self.payload).unwrap_or_default())
+    }
+}
 
 impl Identity {
     /// The login session (`sid`) the token belongs to, when it names one.
@@ -186,17 +223,16 @@ impl Verifier {
         let mut payload_buf = [0u8; 2048];
         let payload =
             decode_part(payload_b64, &mut payload_buf).ok_or(TokenError::Malformed("payload is not base64url"))?;
-        let claims: Map<String, Value> =
-            serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed("payload is not a JSON object"))?;
+        let claims = Payload::parse(&payload).ok_or(TokenError::Malformed("payload is not a JSON object"))?;
         // The issuer picks the key set before any key is tried: a token is
         // never checked against another issuer's keys. A token without `iss`
         // can only be the no-`iss` entry's, never ours. Not cached: a trusted
         // issuer's keys change behind our back.
-        if let Some(issuer) = self.issuer_for(&claims)? {
+        if let Some(issuer) = self.issuer_for(&claims.iss)? {
             return self.verify_trusted(token, &header, issuer).map(Arc::new);
         }
         let check = self.key_for(&header)?;
-        let claims = match &check.prepared {
+        match &check.prepared {
             Some(prepared) => {
                 // RSA-8192's signature is 1,024 bytes, the longest of any algorithm.
                 let mut signature_buf = [0u8; 1024];
@@ -207,15 +243,13 @@ impl Verifier {
                     return Err(TokenError::BadSignature);
                 }
                 self.check_validity(&claims, now)?;
-                claims
             }
             None => {
-                jsonwebtoken::decode::<Map<String, Value>>(token, &check.key.decoding, &check.validation)
-                    .map_err(decode_error)?
-                    .claims
+                jsonwebtoken::decode::<serde::de::IgnoredAny>(token, &check.key.decoding, &check.validation)
+                    .map_err(decode_error)?;
             }
-        };
-        let identity = Arc::new(self.identity(claims, now)?);
+        }
+        let identity = Arc::new(self.identity(&claims, &payload, now)?);
         if let Some(cache) = &self.cache {
             cache.insert(token, &identity, now, self.leeway);
         }
@@ -225,16 +259,16 @@ impl Verifier {
     /// Which key set a token's claims choose: `None` for ours, else the
     /// trusted issuer its `iss` names, or the no-`iss` entry for a token
     /// without one.
-    fn issuer_for(&self, claims: &Map<String, Value>) -> Result<Option<&Arc<Issuer>>, TokenError> {
-        match claims.get("iss") {
-            Some(Value::String(iss)) if *iss == self.issuer => Ok(None),
-            Some(Value::String(iss)) => self.trusted.get(iss.as_str()).map(Some).ok_or(TokenError::Claims("iss")),
-            None => match &self.without_iss {
+    fn issuer_for(&self, iss: &Claim) -> Result<Option<&Arc<Issuer>>, TokenError> {
+        match iss {
+            Claim::Str(iss) if *iss == self.issuer => Ok(None),
+            Claim::Str(iss) => self.trusted.get(iss.as_ref()).map(Some).ok_or(TokenError::Claims("iss")),
+            Claim::Absent => match &self.without_iss {
                 Some(issuer) => Ok(Some(issuer)),
                 // Ours always carry `iss`: refused by the claim checks.
                 None => Ok(None),
             },
-            Some(_) => Err(TokenError::Claims("iss")),
+            _ => Err(TokenError::Claims("iss")),
         }
     }
 
@@ -243,8 +277,8 @@ impl Verifier {
     /// refetch and try again.
     fn issuer_of(&self, token: &str) -> Option<&Arc<Issuer>> {
         let payload = token.split('.').nth(1)?;
-        let claims: Map<String, Value> = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-        self.issuer_for(&claims).ok().flatten()
+        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
+        self.issuer_for(&Payload::parse(&payload)?.iss).ok().flatten()
     }
 
     /// The trusted entries whose tokens may come in a cookie (Flask-JWT-Extended's cookie mode).

@@ -1,11 +1,10 @@
 //! Our own access tokens: the key by `kid` (pinned to its algorithm),
 //! `exp`/`nbf` with the leeway, the lifetime cap, and the claims' types.
 
-use serde_json::{Map, Value};
-
 use super::claims::{self, RolesShape};
 use super::header::{JoseHeader, Member};
-use super::{Identity, KeyCheck, MAX_JTI_BYTES, TokenError, Verifier};
+use super::payload::{Claim, Payload};
+use super::{Claims, Identity, KeyCheck, MAX_JTI_BYTES, TokenError, Verifier};
 use jsonwebtoken::Algorithm;
 use std::str::FromStr;
 
@@ -37,12 +36,12 @@ impl Verifier {
     /// `exp` and `nbf`, both required, against the clock with `leeway`, as
     /// jsonwebtoken's `Validation` does (expired when `exp < now - leeway`,
     /// not yet valid when `nbf > now + leeway`).
-    pub(super) fn check_validity(&self, claims: &Map<String, Value>, now: u64) -> Result<(), TokenError> {
-        let date = |name: &'static str| match claims.get(name).and_then(Value::as_f64) {
+    pub(super) fn check_validity(&self, claims: &Payload, now: u64) -> Result<(), TokenError> {
+        let date = |claim: &Claim, name: &'static str| match claim.as_f64() {
             Some(n) if n.is_finite() => Ok(n),
             _ => Err(TokenError::Claims(name)),
         };
-        let (exp, nbf) = (date("exp")?, date("nbf")?);
+        let (exp, nbf) = (date(&claims.exp, "exp")?, date(&claims.nbf, "nbf")?);
         let (now, leeway) = (now as f64, self.leeway as f64);
         if exp < now - leeway {
             return Err(TokenError::Expired);
@@ -73,41 +72,50 @@ impl Verifier {
         Ok(())
     }
 
-    /// Type checks jsonwebtoken does not make, then the identity.
-    pub(super) fn identity(&self, claims: Map<String, Value>, now: u64) -> Result<Identity, TokenError> {
-        let string = |name: &'static str| match claims.get(name) {
-            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+    /// Type checks jsonwebtoken does not make, then the identity; `payload`
+    /// is the JSON `claims` were read from, kept for `Identity::claims`.
+    pub(super) fn identity(&self, claims: &Payload, payload: &[u8], now: u64) -> Result<Identity, TokenError> {
+        let string = |claim: &Claim, name: &'static str| match claim.as_str() {
+            Some(s) if !s.is_empty() => Ok(s.to_owned()),
             _ => Err(TokenError::Claims(name)),
         };
-        let numeric_date = |name: &'static str| match claims.get(name).and_then(Value::as_f64) {
+        let numeric_date = |claim: &Claim, name: &'static str| match claim.as_f64() {
             Some(n) if n.is_finite() && n >= 0.0 => Ok(n as u64),
             _ => Err(TokenError::Claims(name)),
         };
-        if string("iss")? != self.issuer {
+        if claims.iss.as_str().is_none_or(|iss| iss.is_empty() || iss != self.issuer) {
             return Err(TokenError::Claims("iss"));
         }
-        let audience_ok = match claims.get("aud") {
-            Some(Value::String(a)) => self.audience.contains(a),
-            Some(Value::Array(list)) => {
-                list.iter().all(Value::is_string)
-                    && list.iter().filter_map(Value::as_str).any(|a| self.audience.iter().any(|x| x == a))
+        let audience_ok = match &claims.aud {
+            Claim::Str(a) => self.audience.iter().any(|x| x == a),
+            Claim::List { strings, only_strings } => {
+                *only_strings && strings.iter().any(|a| self.audience.iter().any(|x| x == a))
             }
             _ => false,
         };
         if !audience_ok {
             return Err(TokenError::Claims("aud"));
         }
-        let sub = string("sub")?;
-        let jti = string("jti")?;
+        let sub = string(&claims.sub, "sub")?;
+        let jti = string(&claims.jti, "jti")?;
         if jti.len() > MAX_JTI_BYTES {
             return Err(TokenError::Claims("jti"));
         }
-        let expires_at = numeric_date("exp")?;
-        numeric_date("nbf")?;
-        let issued_at = numeric_date("iat")?;
+        let expires_at = numeric_date(&claims.exp, "exp")?;
+        numeric_date(&claims.nbf, "nbf")?;
+        let issued_at = numeric_date(&claims.iat, "iat")?;
         self.check_times(now, expires_at, Some(issued_at), self.max_lifetime)?;
-        let roles = claims::roles(claims.get("roles"), RolesShape::List)?;
-        let scopes = claims::scopes(&claims);
-        Ok(Identity { sub, roles, jti, expires_at, issued_at, scopes, claims, header_values: Default::default() })
+        let roles = claims::roles(&claims.roles, RolesShape::List)?;
+        let scopes = claims::scopes(&claims.scope, &claims.scp);
+        Ok(Identity {
+            sub,
+            roles,
+            jti,
+            expires_at,
+            issued_at,
+            scopes,
+            claims: Claims::unparsed(payload),
+            header_values: Default::default(),
+        })
     }
 }

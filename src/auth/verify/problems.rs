@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use super::Verifier;
 use super::header::{JoseHeader, Member};
 use super::issuer::check_trusted_typ;
+use super::payload::Claim;
 
 impl Verifier {
     /// Every reason the token's claims and header would be refused, read
@@ -31,7 +32,7 @@ impl Verifier {
             out.push("the header repeats a member".to_owned());
         }
         let now = jsonwebtoken::get_current_timestamp();
-        let trusted = self.issuer_for(&claims).ok().flatten();
+        let trusted = self.issuer_for(&Claim::of(claims.get("iss"))).ok().flatten();
         let (issuers, audience, max_lifetime): (Vec<&str>, &[String], u64) = match trusted {
             Some(t) => (
                 t.config.issuer.iter().map(String::as_str).collect(),
