@@ -368,6 +368,7 @@ mod tests {
             expires_at: 0,
             issued_at: 0,
             scopes: vec![],
+            session: None,
             claims: claims.as_object().unwrap().clone().into(),
             header_values: Default::default(),
         }

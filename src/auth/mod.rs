@@ -145,7 +145,7 @@ fn check_revocation(identity: &Identity, stores: Option<&Stores>) -> Result<(), 
             }
         }
     }
-    if stores.denylist.is_revoked(&identity.jti, &identity.sub, identity.issued_at, identity.session()) {
+    if stores.denylist.is_revoked(&identity.jti, &identity.sub, identity.issued_at, identity.session.as_deref()) {
         return Err(AuthError::Revoked);
     }
     Ok(())

@@ -73,6 +73,7 @@ mod tests {
             expires_at: u64::MAX,
             issued_at: 0,
             scopes: vec![],
+            session: None,
             claims: Default::default(),
             header_values: Default::default(),
         })))

@@ -297,7 +297,7 @@ async fn forward(
         sub: id.sub.clone(),
         issued_at: id.issued_at,
         expires_at: id.expires_at,
-        session: id.session().map(str::to_owned),
+        session: id.session.clone(),
         stores: state.stores.clone(),
     });
     if let Some(websocket) = websocket {

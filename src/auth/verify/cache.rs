@@ -70,6 +70,7 @@ mod tests {
             expires_at,
             issued_at: 0,
             scopes: vec![],
+            session: None,
             claims: Default::default(),
             header_values: Default::default(),
         })

@@ -86,8 +86,19 @@ impl Verifier {
             RolesShape::ListOrWords,
         )?;
         let scopes = claims::scopes(&Claim::of(claims.get("scope")), &Claim::of(claims.get("scp")));
+        let session = claims.get("sid").and_then(Value::as_str).map(str::to_owned);
         let claims = claims.into();
-        Ok(Identity { sub, roles, jti, expires_at, issued_at, scopes, claims, header_values: Default::default() })
+        Ok(Identity {
+            sub,
+            roles,
+            jti,
+            expires_at,
+            issued_at,
+            scopes,
+            session,
+            claims,
+            header_values: Default::default(),
+        })
     }
 }
 

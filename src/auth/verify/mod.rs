@@ -87,6 +87,8 @@ pub struct Identity {
     pub issued_at: u64,
     /// OAuth scopes: `scope` (space-separated) or `scp` (a list, as Okta and Azure send it).
     pub scopes: Vec<String>,
+    /// The login session (`sid`) the token belongs to, when it names one.
+    pub session: Option<String>,
     /// Every claim, as verified.
     pub claims: Claims,
     /// The identity headers' values (`headers::set_identity`), made on first
@@ -129,13 +131,6 @@ impl std::ops::Deref for Claims {
         // Cannot fail: `Payload::parse` accepts exactly what this does
         // (payload.rs). An empty map would only hide claims, never add one.
         self.map.get_or_init(|| serde_json::from_slice(&self.payload).unwrap_or_default())
-    }
-}
-
-impl Identity {
-    /// The login session (`sid`) the token belongs to, when it names one.
-    pub fn session(&self) -> Option<&str> {
-        self.claims.get("sid").and_then(Value::as_str)
     }
 }
 

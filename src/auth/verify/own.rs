@@ -114,6 +114,7 @@ impl Verifier {
             expires_at,
             issued_at,
             scopes,
+            session: claims.sid.as_str().map(str::to_owned),
             claims: Claims::unparsed(payload),
             header_values: Default::default(),
         })

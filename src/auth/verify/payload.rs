@@ -78,6 +78,8 @@ pub(super) struct Payload<'a> {
     pub roles: Claim<'a>,
     pub scope: Claim<'a>,
     pub scp: Claim<'a>,
+    /// The login session, read on every request (the denylist's `sid` entries).
+    pub sid: Claim<'a>,
 }
 
 impl<'a> Payload<'a> {
@@ -101,6 +103,7 @@ impl<'a> Payload<'a> {
             "roles" => &mut self.roles,
             "scope" => &mut self.scope,
             "scp" => &mut self.scp,
+            "sid" => &mut self.sid,
             _ => return None,
         })
     }
@@ -314,7 +317,7 @@ mod tests {
     #[test]
     fn reads_the_claims_as_the_map_would() {
         let json = r#"{"iss":"me","sub":"\u0061lice","aud":["x",2],"exp":10,"nbf":-1,"iat":1.5,
-            "jti":"j","roles":["a","b"],"scope":null,"scp":["r",true],"other":{"sub":"no"},"sub":"bob"}"#;
+            "jti":"j","roles":["a","b"],"scope":null,"scp":["r",true],"sid":"s1","other":{"sub":"no"},"sub":"bob"}"#;
         let payload = Payload::parse(json.as_bytes()).expect("parses");
         let map: Map<String, Value> = serde_json::from_str(json).expect("map");
         for (name, claim) in [
@@ -328,6 +331,7 @@ mod tests {
             ("roles", &payload.roles),
             ("scope", &payload.scope),
             ("scp", &payload.scp),
+            ("sid", &payload.sid),
         ] {
             assert_eq!(*claim, Claim::of(map.get(name)), "{name}");
         }
