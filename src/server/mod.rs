@@ -374,8 +374,14 @@ where
     let handler = move |request| {
         let (state, downstream) = (state.load_full(), downstream.clone());
         // Boxed once here, the request's future is not copied again as hyper
-        // and the connection's wrappers move it (it is a few KiB).
-        Box::pin(async move { crate::proxy::handle(request, downstream, &state).await })
+        // and the connection's wrappers move it (5.5 KiB). The box is
+        // allocated first and the future made in it: the optimizer then
+        // writes only what is set at the start (the request, 352 bytes)
+        // instead of copying the whole future in (docs/performance.md).
+        Box::into_pin(Box::write(
+            Box::new_uninit(),
+            async move { crate::proxy::handle(request, downstream, &state).await },
+        ))
     };
     connection::serve(io, peer, handler, &shared.protocols, stop).await;
 }
