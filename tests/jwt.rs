@@ -425,6 +425,9 @@ async fn j10_to_j13_headers_framing_and_jwe() {
         ("typ null", r#"{"alg":"ES256","typ":null,"kid":"es256"}"#),
         ("crit null", r#"{"alg":"ES256","typ":"at+jwt","kid":"es256","crit":null}"#),
         ("header as an array", r#"["ES256","at+jwt","es256"]"#),
+        // What a map refuses (and `explain` with it), in a member no check reads.
+        ("a number out of range", r#"{"alg":"ES256","typ":"at+jwt","kid":"es256","x":[1e400]}"#),
+        ("an unpaired surrogate", r#"{"alg":"ES256","typ":"at+jwt","kid":"es256","x":"\ud800"}"#),
     ] {
         cases.push((name.to_owned(), raw_header(text)));
     }

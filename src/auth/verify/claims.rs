@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::TokenError;
-use super::payload::Claim;
+use super::json::Member;
 
 /// What a roles claim may look like.
 #[derive(Clone, Copy)]
@@ -16,21 +16,21 @@ pub(super) enum RolesShape {
 }
 
 /// The roles in a roles claim (absent: none).
-pub(super) fn roles(claim: &Claim, shape: RolesShape) -> Result<Vec<String>, TokenError> {
+pub(super) fn roles(claim: &Member, shape: RolesShape) -> Result<Vec<String>, TokenError> {
     match (claim, shape) {
-        (Claim::Absent, _) | (Claim::Null, RolesShape::ListOrWords) => Ok(Vec::new()),
-        (Claim::Str(s), RolesShape::ListOrWords) => Ok(s.split_ascii_whitespace().map(str::to_owned).collect()),
-        (Claim::List { strings, only_strings: true }, _) => Ok(strings.iter().map(|r| r.to_string()).collect()),
+        (Member::Absent, _) | (Member::Null, RolesShape::ListOrWords) => Ok(Vec::new()),
+        (Member::Str(s), RolesShape::ListOrWords) => Ok(s.split_ascii_whitespace().map(str::to_owned).collect()),
+        (Member::List { strings, only_strings: true }, _) => Ok(strings.iter().map(|r| r.to_string()).collect()),
         _ => Err(TokenError::Claims("roles is not a list of strings")),
     }
 }
 
 /// `scope` ("a b c") or `scp` (["a", "b"] or "a b").
-pub(super) fn scopes(scope: &Claim, scp: &Claim) -> Vec<String> {
+pub(super) fn scopes(scope: &Member, scp: &Member) -> Vec<String> {
     let words = |s: &str| s.split_ascii_whitespace().map(str::to_owned).collect::<Vec<_>>();
     match (scope, scp) {
-        (Claim::Str(s), _) | (Claim::Absent, Claim::Str(s)) => words(s),
-        (Claim::Absent, Claim::List { strings, .. }) => strings.iter().map(|s| s.to_string()).collect(),
+        (Member::Str(s), _) | (Member::Absent, Member::Str(s)) => words(s),
+        (Member::Absent, Member::List { strings, .. }) => strings.iter().map(|s| s.to_string()).collect(),
         _ => Vec::new(),
     }
 }

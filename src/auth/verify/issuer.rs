@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 use std::str::FromStr;
 
 use super::claims::{self, RolesShape};
-use super::header::{JoseHeader, Member};
-use super::payload::Claim;
+use super::header::JoseHeader;
+use super::json::Member;
 use super::{Identity, MAX_JTI_BYTES, TokenError, Verifier, decode_error, validation};
 use crate::auth::trusted::{Issuer, KeyMiss};
 
@@ -82,10 +82,10 @@ impl Verifier {
             Some(_) => return Err(TokenError::Claims("jti")),
         };
         let roles = claims::roles(
-            &Claim::of(claims::claim_path(&claims, &issuer.config.roles_claim)),
+            &Member::of(claims::claim_path(&claims, &issuer.config.roles_claim)),
             RolesShape::ListOrWords,
         )?;
-        let scopes = claims::scopes(&Claim::of(claims.get("scope")), &Claim::of(claims.get("scp")));
+        let scopes = claims::scopes(&Member::of(claims.get("scope")), &Member::of(claims.get("scp")));
         let session = claims.get("sid").and_then(Value::as_str).map(str::to_owned);
         let claims = claims.into();
         Ok(Identity {
@@ -110,7 +110,7 @@ pub(super) fn check_trusted_typ(typ: &Member, required: Option<&str>) -> Result<
     let typ = match typ {
         Member::Absent => None,
         Member::Str(t) => Some(t.as_ref()),
-        Member::NotString => return Err(TokenError::Header("typ is not a string")),
+        _ => return Err(TokenError::Header("typ is not a string")),
     };
     let bare = |t: &str| {
         let lower = t.to_ascii_lowercase();

@@ -13,6 +13,7 @@
 //! trusted issuer's by `iss`) and the types. `header.rs`: the JOSE header's
 //! members, read without a map; `payload.rs`: the claims our checks read,
 //! likewise (the whole map is built only when a claim is asked for by name);
+//! `json.rs`: the value readers both use, which accept what a map would;
 //! `own.rs`: our own tokens (the key by `kid`, validity, claims);
 //! `issuer.rs`: a trusted issuer's tokens; `claims.rs`: the claim readers
 //! both use (roles, scopes, paths); `cache.rs`: the verified-token cache;
@@ -32,6 +33,7 @@ mod cache;
 mod claims;
 mod header;
 mod issuer;
+mod json;
 mod own;
 mod payload;
 mod problems;
@@ -39,7 +41,8 @@ mod problems;
 use self::cache::VerifyCache;
 pub use self::claims::claim_path;
 use self::header::JoseHeader;
-use self::payload::{Claim, Payload};
+use self::json::Member;
+use self::payload::Payload;
 use super::keys::{KeySet, VerifyKey};
 use super::trusted::Issuer;
 use crate::config::Tokens;
@@ -254,11 +257,11 @@ impl Verifier {
     /// Which key set a token's claims choose: `None` for ours, else the
     /// trusted issuer its `iss` names, or the no-`iss` entry for a token
     /// without one.
-    fn issuer_for(&self, iss: &Claim) -> Result<Option<&Arc<Issuer>>, TokenError> {
+    fn issuer_for(&self, iss: &Member) -> Result<Option<&Arc<Issuer>>, TokenError> {
         match iss {
-            Claim::Str(iss) if *iss == self.issuer => Ok(None),
-            Claim::Str(iss) => self.trusted.get(iss.as_ref()).map(Some).ok_or(TokenError::Claims("iss")),
-            Claim::Absent => match &self.without_iss {
+            Member::Str(iss) if *iss == self.issuer => Ok(None),
+            Member::Str(iss) => self.trusted.get(iss.as_ref()).map(Some).ok_or(TokenError::Claims("iss")),
+            Member::Absent => match &self.without_iss {
                 Some(issuer) => Ok(Some(issuer)),
                 // Ours always carry `iss`: refused by the claim checks.
                 None => Ok(None),

@@ -2,8 +2,9 @@
 //! `exp`/`nbf` with the leeway, the lifetime cap, and the claims' types.
 
 use super::claims::{self, RolesShape};
-use super::header::{JoseHeader, Member};
-use super::payload::{Claim, Payload};
+use super::header::JoseHeader;
+use super::json::Member;
+use super::payload::Payload;
 use super::{Claims, Identity, KeyCheck, MAX_JTI_BYTES, TokenError, Verifier};
 use jsonwebtoken::Algorithm;
 use std::str::FromStr;
@@ -22,9 +23,9 @@ impl Verifier {
         };
         let kid = match &header.kid {
             Member::Str(k) => k,
-            Member::NotString => return Err(TokenError::Header("kid is not a string")),
             // Without `kid` only a single configured key may be used.
             Member::Absent => self.sole.as_deref().ok_or(TokenError::UnknownKey)?,
+            _ => return Err(TokenError::Header("kid is not a string")),
         };
         let check = self.keys.get(kid).ok_or(TokenError::UnknownKey)?;
         if check.key.algorithm != alg {
@@ -37,7 +38,7 @@ impl Verifier {
     /// jsonwebtoken's `Validation` does (expired when `exp < now - leeway`,
     /// not yet valid when `nbf > now + leeway`).
     pub(super) fn check_validity(&self, claims: &Payload, now: u64) -> Result<(), TokenError> {
-        let date = |claim: &Claim, name: &'static str| match claim.as_f64() {
+        let date = |claim: &Member, name: &'static str| match claim.as_f64() {
             Some(n) if n.is_finite() => Ok(n),
             _ => Err(TokenError::Claims(name)),
         };
@@ -75,11 +76,11 @@ impl Verifier {
     /// Type checks jsonwebtoken does not make, then the identity; `payload`
     /// is the JSON `claims` were read from, kept for `Identity::claims`.
     pub(super) fn identity(&self, claims: &Payload, payload: &[u8], now: u64) -> Result<Identity, TokenError> {
-        let string = |claim: &Claim, name: &'static str| match claim.as_str() {
+        let string = |claim: &Member, name: &'static str| match claim.as_str() {
             Some(s) if !s.is_empty() => Ok(s.to_owned()),
             _ => Err(TokenError::Claims(name)),
         };
-        let numeric_date = |claim: &Claim, name: &'static str| match claim.as_f64() {
+        let numeric_date = |claim: &Member, name: &'static str| match claim.as_f64() {
             Some(n) if n.is_finite() && n >= 0.0 => Ok(n as u64),
             _ => Err(TokenError::Claims(name)),
         };
@@ -87,8 +88,8 @@ impl Verifier {
             return Err(TokenError::Claims("iss"));
         }
         let audience_ok = match &claims.aud {
-            Claim::Str(a) => self.audience.iter().any(|x| x == a),
-            Claim::List { strings, only_strings } => {
+            Member::Str(a) => self.audience.iter().any(|x| x == a),
+            Member::List { strings, only_strings } => {
                 *only_strings && strings.iter().any(|a| self.audience.iter().any(|x| x == a))
             }
             _ => false,

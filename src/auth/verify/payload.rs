@@ -9,77 +9,27 @@
 //! rest are checked and dropped. The map itself is built from the same
 //! bytes when something asks for a claim by name (`Identity::claims`).
 
-use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
+use serde::de::{Deserializer, MapAccess, Visitor};
 
-/// One claim's value, as far as the checks care.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub(super) enum Claim<'a> {
-    /// The member is not there.
-    #[default]
-    Absent,
-    Null,
-    Str(Cow<'a, str>),
-    /// Any JSON number (`Value::as_f64`).
-    Number(f64),
-    /// An array: its strings, and whether it held nothing else.
-    List {
-        strings: Vec<Cow<'a, str>>,
-        only_strings: bool,
-    },
-    /// A boolean or an object.
-    Other,
-}
-
-impl<'a> Claim<'a> {
-    /// A claim of a map already parsed (a trusted issuer's tokens).
-    pub fn of(value: Option<&'a Value>) -> Claim<'a> {
-        match value {
-            None => Claim::Absent,
-            Some(Value::Null) => Claim::Null,
-            Some(Value::String(s)) => Claim::Str(Cow::Borrowed(s)),
-            Some(Value::Number(n)) => n.as_f64().map_or(Claim::Other, Claim::Number),
-            Some(Value::Array(list)) => Claim::List {
-                strings: list.iter().filter_map(Value::as_str).map(Cow::Borrowed).collect(),
-                only_strings: list.iter().all(Value::is_string),
-            },
-            Some(Value::Bool(_) | Value::Object(_)) => Claim::Other,
-        }
-    }
-
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Claim::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    pub fn as_f64(&self) -> Option<f64> {
-        match self {
-            Claim::Number(n) => Some(*n),
-            _ => None,
-        }
-    }
-}
+use super::json::{Member, MemberSeed, Skip, Text};
 
 /// The members of our own tokens' payload that verification reads.
 #[derive(Debug, Default)]
 pub(super) struct Payload<'a> {
-    pub iss: Claim<'a>,
-    pub sub: Claim<'a>,
-    pub aud: Claim<'a>,
-    pub exp: Claim<'a>,
-    pub nbf: Claim<'a>,
-    pub iat: Claim<'a>,
-    pub jti: Claim<'a>,
-    pub roles: Claim<'a>,
-    pub scope: Claim<'a>,
-    pub scp: Claim<'a>,
+    pub iss: Member<'a>,
+    pub sub: Member<'a>,
+    pub aud: Member<'a>,
+    pub exp: Member<'a>,
+    pub nbf: Member<'a>,
+    pub iat: Member<'a>,
+    pub jti: Member<'a>,
+    pub roles: Member<'a>,
+    pub scope: Member<'a>,
+    pub scp: Member<'a>,
     /// The login session, read on every request (the denylist's `sid` entries).
-    pub sid: Claim<'a>,
+    pub sid: Member<'a>,
 }
 
 impl<'a> Payload<'a> {
@@ -91,7 +41,7 @@ impl<'a> Payload<'a> {
         Some(payload)
     }
 
-    fn slot(&mut self, name: &str) -> Option<&mut Claim<'a>> {
+    fn slot(&mut self, name: &str) -> Option<&mut Member<'a>> {
         Some(match name {
             "iss" => &mut self.iss,
             "sub" => &mut self.sub,
@@ -123,7 +73,7 @@ impl<'de> Visitor<'de> for PayloadVisitor {
         while let Some(name) = map.next_key_seed(Text)? {
             match payload.slot(&name) {
                 // A repeated member: the last one counts, as in the map.
-                Some(slot) => *slot = map.next_value_seed(ClaimSeed)?,
+                Some(slot) => *slot = map.next_value_seed(MemberSeed)?,
                 None => map.next_value_seed(Skip)?,
             }
         }
@@ -131,156 +81,10 @@ impl<'de> Visitor<'de> for PayloadVisitor {
     }
 }
 
-/// A string, borrowed unless it had escapes.
-struct Text;
-
-impl<'de> DeserializeSeed<'de> for Text {
-    type Value = Cow<'de, str>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Text {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(s))
-    }
-
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(s.to_owned()))
-    }
-}
-
-/// A claim the checks read.
-struct ClaimSeed;
-
-impl<'de> DeserializeSeed<'de> for ClaimSeed {
-    type Value = Claim<'de>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ClaimSeed {
-    type Value = Claim<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Claim::Null)
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Claim::Other)
-    }
-
-    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
-        Ok(Claim::Number(n as f64))
-    }
-
-    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
-        Ok(Claim::Number(n as f64))
-    }
-
-    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Self::Value, E> {
-        Ok(Claim::Number(n))
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
-        Ok(Claim::Str(Cow::Borrowed(s)))
-    }
-
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-        Ok(Claim::Str(Cow::Owned(s.to_owned())))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let (mut strings, mut only_strings) = (Vec::new(), true);
-        while let Some(element) = seq.next_element_seed(ClaimSeed)? {
-            match element {
-                Claim::Str(s) => strings.push(s),
-                _ => only_strings = false,
-            }
-        }
-        Ok(Claim::List { strings, only_strings })
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        Skip.visit_map(map).map(|()| Claim::Other)
-    }
-}
-
-/// Any JSON value, parsed as a `Value` would be and dropped. Unlike
-/// `IgnoredAny`, which only scans, it refuses what `Value` refuses (a
-/// number out of range).
-struct Skip;
-
-impl<'de> DeserializeSeed<'de> for Skip {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Skip {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Skip)?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while map.next_key_seed(Skip)?.is_some() {
-            map.next_value_seed(Skip)?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Map;
+    use serde_json::{Map, Value};
 
     /// Accepted and refused exactly as the claims map is.
     #[test]
@@ -333,10 +137,10 @@ mod tests {
             ("scp", &payload.scp),
             ("sid", &payload.sid),
         ] {
-            assert_eq!(*claim, Claim::of(map.get(name)), "{name}");
+            assert_eq!(*claim, Member::of(map.get(name)), "{name}");
         }
         assert_eq!(payload.sub.as_str(), Some("bob"), "the last of a repeated member");
         assert_eq!(payload.nbf.as_f64(), Some(-1.0));
-        assert_eq!(payload.aud, Claim::List { strings: vec!["x".into()], only_strings: false });
+        assert_eq!(payload.aud, Member::List { strings: vec!["x".into()], only_strings: false });
     }
 }

@@ -5,9 +5,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use super::Verifier;
-use super::header::{JoseHeader, Member};
+use super::header::JoseHeader;
 use super::issuer::check_trusted_typ;
-use super::payload::Claim;
+use super::json::Member;
 
 impl Verifier {
     /// Every reason the token's claims and header would be refused, read
@@ -32,7 +32,7 @@ impl Verifier {
             out.push("the header repeats a member".to_owned());
         }
         let now = jsonwebtoken::get_current_timestamp();
-        let trusted = self.issuer_for(&Claim::of(claims.get("iss"))).ok().flatten();
+        let trusted = self.issuer_for(&Member::of(claims.get("iss"))).ok().flatten();
         let (issuers, audience, max_lifetime): (Vec<&str>, &[String], u64) = match trusted {
             Some(t) => (
                 t.config.issuer.iter().map(String::as_str).collect(),
