@@ -11,9 +11,9 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{self, MapAccess, Visitor};
 
-use super::json::{Member, MemberSeed, Skip, Text};
+use super::json::{self, Member, MemberSeed, Skip, Text};
 
 /// The header's members that the checks read.
 #[derive(Default)]
@@ -39,10 +39,7 @@ impl<'a> JoseHeader<'a> {
     /// The header in `json`, or `None` when it is not a JSON object with
     /// each of these members once, or a map would refuse it.
     pub fn parse(json: &'a [u8]) -> Option<JoseHeader<'a>> {
-        let mut de = serde_json::Deserializer::from_slice(json);
-        let header = de.deserialize_map(HeaderVisitor).ok()?;
-        de.end().ok()?;
-        Some(header)
+        json::object(json, HeaderVisitor)
     }
 }
 

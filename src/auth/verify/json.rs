@@ -11,6 +11,15 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
+/// The object in `json` read by `visitor`, or `None` when it is not one
+/// JSON object with nothing but whitespace after it.
+pub(super) fn object<'de, V: Visitor<'de>>(json: &'de [u8], visitor: V) -> Option<V::Value> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let value = de.deserialize_map(visitor).ok()?;
+    de.end().ok()?;
+    Some(value)
+}
+
 /// One member's value (a claim, a header parameter), as far as the checks care.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(super) enum Member<'a> {

@@ -11,9 +11,9 @@
 
 use std::fmt;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{MapAccess, Visitor};
 
-use super::json::{Member, MemberSeed, Skip, Text};
+use super::json::{self, Member, MemberSeed, Skip, Text};
 
 /// The members of our own tokens' payload that verification reads.
 #[derive(Debug, Default)]
@@ -35,10 +35,7 @@ pub(super) struct Payload<'a> {
 impl<'a> Payload<'a> {
     /// `None` when `json` is not what a claims map would be parsed from.
     pub fn parse(json: &'a [u8]) -> Option<Payload<'a>> {
-        let mut de = serde_json::Deserializer::from_slice(json);
-        let payload = de.deserialize_map(PayloadVisitor).ok()?;
-        de.end().ok()?;
-        Some(payload)
+        json::object(json, PayloadVisitor)
     }
 
     fn slot(&mut self, name: &str) -> Option<&mut Member<'a>> {
